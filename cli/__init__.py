@@ -1,0 +1,1 @@
+"""The `lsscore` command-line application (click). Thin: parse, validate, call the library."""

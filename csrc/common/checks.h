@@ -1,0 +1,87 @@
+// Argument validation shared by the CPU and CUDA implementations (host code only).
+// Every user-facing mistake becomes a TORCH_CHECK (a Python RuntimeError) that
+// names the argument; nothing is read or written before these checks pass.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <cmath>
+
+#include "hd.h"
+
+namespace lss {
+
+inline void check_box_size(double box_size) {
+  TORCH_CHECK(std::isfinite(box_size) && box_size > 0.0,
+              "box_size must be a positive finite number, got ", box_size);
+}
+
+inline void check_grid_size(int64_t n) {
+  TORCH_CHECK(n >= 1, "n (cells per side) must be >= 1, got ", n);
+  // n^3 must fit comfortably in int64 indexing.
+  TORCH_CHECK(n <= (int64_t{1} << 20), "n (cells per side) is too large: ", n);
+}
+
+inline void check_order(int64_t order) {
+  TORCH_CHECK(order >= 1 && order <= 3,
+              "scheme order must be 1 (ngp), 2 (cic) or 3 (tsc), got ", order);
+}
+
+// Counts non-finite entries. On the CPU a parallel scan with no temporary; on other
+// devices one ATen reduction (and one sync).
+inline int64_t count_nonfinite(const at::Tensor& t) {
+  if (t.numel() == 0) return 0;
+  if (!t.is_cpu()) return at::logical_not(at::isfinite(t)).sum().item<int64_t>();
+  const at::Tensor c = t.contiguous();
+  int64_t bad = 0;
+  AT_DISPATCH_FLOATING_TYPES(c.scalar_type(), "count_nonfinite", [&] {
+    const scalar_t* p = c.data_ptr<scalar_t>();
+    bad = at::parallel_reduce(
+        0, c.numel(), 1 << 16, int64_t{0},
+        [&](int64_t b, int64_t e, int64_t acc) {
+          for (int64_t i = b; i < e; ++i) acc += std::isfinite(p[i]) ? 0 : 1;
+          return acc;
+        },
+        [](int64_t x, int64_t y) { return x + y; });
+  });
+  return bad;
+}
+
+inline void check_positions(const at::Tensor& positions) {
+  LSS_CHECK_FLOATING(positions, "positions");
+  TORCH_CHECK(positions.dim() == 2 && positions.size(1) == 3,
+              "positions must have shape (N, 3), got ", positions.sizes());
+  const int64_t bad = count_nonfinite(positions);
+  TORCH_CHECK(bad == 0, "positions contain ", bad,
+              " non-finite values (NaN or inf); remove or fix those particles first");
+}
+
+inline void check_weights(const c10::optional<at::Tensor>& weights, const at::Tensor& positions) {
+  if (!weights.has_value() || !weights->defined()) return;
+  const at::Tensor& w = *weights;
+  TORCH_CHECK(w.dim() == 1 && w.size(0) == positions.size(0),
+              "weights must have shape (N,) = (", positions.size(0), ",), got ", w.sizes());
+  TORCH_CHECK(w.scalar_type() == positions.scalar_type(), "weights dtype ", w.scalar_type(),
+              " differs from positions dtype ", positions.scalar_type());
+  LSS_CHECK_SAME_DEVICE(w, positions, "weights", "positions");
+  const int64_t bad = count_nonfinite(w);
+  TORCH_CHECK(bad == 0, "weights contain ", bad, " non-finite values (NaN or inf)");
+}
+
+inline void check_field(const at::Tensor& field, const at::Tensor& positions, const char* name) {
+  LSS_CHECK_FLOATING(field, "field");
+  TORCH_CHECK(field.dim() == 3 && field.size(0) == field.size(1) && field.size(1) == field.size(2),
+              name, " must be a cubic grid of shape (n, n, n), got ", field.sizes());
+  TORCH_CHECK(field.size(0) >= 1, name, " must have at least one cell");
+  TORCH_CHECK(field.scalar_type() == positions.scalar_type(), name, " dtype ",
+              field.scalar_type(), " differs from positions dtype ", positions.scalar_type());
+  LSS_CHECK_SAME_DEVICE(field, positions, "field", "positions");
+}
+
+inline at::Tensor weights_or_undefined(const c10::optional<at::Tensor>& weights) {
+  if (weights.has_value() && weights->defined()) return weights->contiguous();
+  return at::Tensor();
+}
+
+}  // namespace lss

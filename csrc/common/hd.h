@@ -1,0 +1,16 @@
+// Shared macros for code compiled by both the host compiler and nvcc.
+#pragma once
+
+#if defined(__CUDACC__)
+#define LSS_HD __host__ __device__
+#else
+#define LSS_HD
+#endif
+
+#define LSS_CHECK_FLOATING(t, name)                                              \
+  TORCH_CHECK((t).scalar_type() == at::kFloat || (t).scalar_type() == at::kDouble, \
+              name " must be float32 or float64, got ", (t).scalar_type())
+
+#define LSS_CHECK_SAME_DEVICE(a, b, name_a, name_b)                             \
+  TORCH_CHECK((a).device() == (b).device(), name_a " is on ", (a).device(),      \
+              " but " name_b " is on ", (b).device())

@@ -1,0 +1,46 @@
+// The one TORCH_LIBRARY of the project: every op's schema, forward and backward.
+// Implementations live in cpu/<op>.cpp and cuda/<op>.cu (TORCH_LIBRARY_IMPL per backend);
+// fake (meta) and autograd registrations are in lsswgan_core/ops/<op>.py.
+// The pybind11 module _C carries build facts only.
+#include <ATen/Parallel.h>
+#include <torch/extension.h>
+#include <torch/library.h>
+#include <torch/version.h>
+
+#ifndef LSS_VERSION
+#define LSS_VERSION "0+unknown"
+#endif
+
+TORCH_LIBRARY(lsscore, m) {
+  // paint: positions (N,3) [Mpc/h], weights (N,) or None -> grid (n,n,n); order 1|2|3 = ngp|cic|tsc.
+  m.def("paint(Tensor positions, Tensor? weights, int n, float box_size, int order) -> Tensor");
+  // paint_into: accumulates into an existing (n,n,n) grid (the out= path; no autograd).
+  m.def(
+      "paint_into(Tensor(a!) grid, Tensor positions, Tensor? weights, float box_size, "
+      "int order) -> ()");
+  // readout: the adjoint of paint, field (n,n,n) interpolated at positions -> (N,).
+  m.def("readout(Tensor field, Tensor positions, float box_size, int order) -> Tensor");
+  // readout_gradient: weights[p] * grad_x (interpolated field)(x_p) -> (N,3). The backward of
+  // paint (to positions) and of readout (to positions).
+  m.def(
+      "readout_gradient(Tensor field, Tensor positions, Tensor? weights, float box_size, "
+      "int order) -> Tensor");
+}
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "lsscore compiled kernels; the ops live under torch.ops.lsscore";
+  m.attr("version") = LSS_VERSION;
+  m.attr("torch_version") = TORCH_VERSION;
+#ifdef LSS_WITH_CUDA
+  m.attr("with_cuda") = true;
+#else
+  m.attr("with_cuda") = false;
+#endif
+#if AT_PARALLEL_OPENMP
+  m.attr("with_openmp") = true;
+#else
+  m.attr("with_openmp") = false;
+#endif
+  m.def("parallel_info", []() { return at::get_parallel_info(); },
+        "ATen's description of the CPU thread pool the kernels run on");
+}

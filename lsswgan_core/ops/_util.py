@@ -1,0 +1,39 @@
+"""Small helpers shared by the op wrappers: NumPy/torch conversion and argument checks."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+def as_tensor(x, name: str) -> tuple[torch.Tensor, bool]:
+    """(tensor, came_from_numpy). Accepts torch tensors and NumPy arrays only."""
+    if isinstance(x, torch.Tensor):
+        return x, False
+    if isinstance(x, np.ndarray):
+        if x.dtype not in (np.float32, np.float64):
+            raise TypeError(f"{name} must be float32 or float64, got NumPy dtype {x.dtype}")
+        return torch.from_numpy(np.ascontiguousarray(x)), True
+    raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
+
+
+def check_float(t: torch.Tensor, name: str) -> None:
+    if t.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
+
+
+def check_box_size(box_size) -> float:
+    try:
+        value = float(box_size)
+    except (TypeError, ValueError):
+        raise TypeError(f"box_size must be a number, got {box_size!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"box_size must be a positive finite number (Mpc/h), got {box_size!r}")
+    return value
+
+
+def to_output(t: torch.Tensor | None, numpy_out: bool):
+    if t is None or not numpy_out:
+        return t
+    return t.detach().cpu().numpy()
