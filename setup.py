@@ -5,6 +5,7 @@ against the torch that will import it:  pip install --no-build-isolation -e .
 """
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,10 +26,17 @@ class CMakeExtension(Extension):
 class CMakeBuild(build_ext):
     def build_extension(self, ext):
         out_dir = Path(self.get_ext_fullpath(ext.name)).resolve().parent
-        build_dir = ROOT / "build" / f"cmake-{sys.implementation.cache_tag}"
+        # One build tree per environment: a CPU and a CUDA venv must not share a CMake cache.
+        env_name = Path(sys.prefix).name.lstrip(".") or "env"
+        build_dir = ROOT / "build" / f"cmake-{env_name}-{sys.implementation.cache_tag}"
         build_dir.mkdir(parents=True, exist_ok=True)
+        # The environment's own cmake (pip installs one) is preferred over the system's.
+        local = Path(sys.executable).parent / "cmake"
+        cmake = str(local) if local.exists() else shutil.which("cmake")
+        if cmake is None:
+            raise RuntimeError("cmake not found: pip install cmake (make build does)")
         args = [
-            "cmake", "-S", str(ROOT), "-B", str(build_dir),
+            cmake, "-S", str(ROOT), "-B", str(build_dir),
             f"-DPython_EXECUTABLE={sys.executable}",
             f"-DLSS_OUTPUT_DIR={out_dir}",
             f"-DLSS_VERSION={VERSION}",
@@ -47,7 +55,7 @@ class CMakeBuild(build_ext):
             pass
         subprocess.run(args, check=True)
         jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 1))
-        subprocess.run(["cmake", "--build", str(build_dir), "-j", jobs], check=True)
+        subprocess.run([cmake, "--build", str(build_dir), "-j", jobs], check=True)
 
 
 setup(
@@ -61,6 +69,6 @@ setup(
     cmdclass={"build_ext": CMakeBuild},
     install_requires=["torch", "numpy", "h5py", "click"],
     extras_require={"plots": ["matplotlib"], "test": ["pytest", "hypothesis", "scipy"]},
-    entry_points={"console_scripts": ["lsscore = lsscore.main:cli"]},
+    entry_points={"console_scripts": ["lsscore = lsscore.main:main"]},
     zip_safe=False,
 )

@@ -1,9 +1,15 @@
 """The `lsscore` click group. One module per command; each only parses and calls the library."""
 from __future__ import annotations
 
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
 import click
 
-from lsswgan_core._version import __version__
+try:
+    __version__ = version("lsscore")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "unknown"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,3 +28,12 @@ def _register():
 
 
 _register()
+
+
+def main():
+    """Console entry point: a missing or stale build is a one-line message, not a trace."""
+    try:
+        cli(standalone_mode=True)
+    except ImportError as exc:  # lsswgan_core.BuildError included
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)

@@ -1,0 +1,381 @@
+"""paint / readout: against numpy.histogramdd and the float64 reference, gradients, opcheck,
+the adjoint identity, physics (shot noise) and bad input."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lsswgan_core import ops
+from lsswgan_core.ops.reference import paint_reference, readout_reference
+
+from ..conftest import requires_cuda
+
+SCHEMES = ["ngp", "cic", "tsc"]
+DTYPES = [torch.float32, torch.float64]
+ORDER = {"ngp": 1, "cic": 2, "tsc": 3}
+
+
+def away_from_edges(rng, num, n, box_size, margin=0.02):
+    """Positions whose cell coordinate is at least `margin` cells from any cell edge."""
+    cells = rng.integers(0, n, size=(num, 3))
+    frac = rng.uniform(margin, 1 - margin, size=(num, 3))
+    return (cells + frac) * (box_size / n)
+
+
+def clustered(rng, num, box_size):
+    centres = rng.uniform(0, box_size, (8, 3))
+    pts = centres[rng.integers(0, 8, num)] + rng.normal(0, box_size / 30, (num, 3))
+    return pts  # deliberately not wrapped: paint wraps
+
+
+# ---- forward -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("num", [1000, 100_000])  # below and above the sorted-painting path
+def test_ngp_equals_histogramdd(rng, dtype, num):
+    n, box_size = 24, 75.0
+    pos = away_from_edges(rng, num, n, box_size).astype(dtype)
+    ours = ops.paint(pos, n, box_size, scheme="ngp")
+    ref, _ = np.histogramdd(pos.astype(np.float64), bins=n, range=[(0, box_size)] * 3)
+    assert isinstance(ours, np.ndarray) and ours.dtype == dtype
+    np.testing.assert_array_equal(ours, ref)
+
+
+def test_ngp_equals_histogramdd_clustered_wrapped(rng):
+    n, box_size = 32, 100.0
+    pos = clustered(rng, 200_000, box_size)
+    wrapped = np.mod(pos, box_size)
+    u = wrapped / (box_size / n)
+    near = np.abs(u - np.round(u)) < 1e-9  # within rounding of an edge: excluded
+    keep = ~near.any(axis=1)
+    ours = ops.paint(pos[keep], n, box_size, scheme="ngp")
+    ref, _ = np.histogramdd(wrapped[keep], bins=n, range=[(0, box_size)] * 3)
+    np.testing.assert_array_equal(ours, ref)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("num", [500, 40_000])
+def test_paint_matches_reference(rng, device, scheme, dtype, num):
+    n, box_size = 16, 50.0
+    pos = torch.tensor(rng.uniform(-2 * box_size, 3 * box_size, (num, 3)), dtype=dtype)
+    w = torch.tensor(rng.uniform(0.5, 2.0, num), dtype=dtype)
+    ours = ops.paint(pos.to(device), n, box_size, weights=w.to(device), scheme=scheme).cpu()
+    ref = paint_reference(pos.double(), n, box_size, weights=w.double(), scheme=scheme)
+    tol = 1e-10 if dtype == torch.float64 else 2e-4
+    assert ours.dtype == dtype
+    torch.testing.assert_close(ours.double(), ref, rtol=tol, atol=tol * num / n**3 * 10)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_readout_matches_reference(rng, device, scheme, dtype):
+    n, box_size = 12, 30.0
+    field = torch.tensor(rng.normal(size=(n, n, n)), dtype=dtype)
+    pos = torch.tensor(rng.uniform(-box_size, 2 * box_size, (3000, 3)), dtype=dtype)
+    ours = ops.readout(field.to(device), pos.to(device), box_size, scheme=scheme).cpu()
+    ref = readout_reference(field.double(), pos.double(), box_size, scheme)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(ours.double(), ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_mass_conserved(rng, device, scheme):
+    n, box_size = 20, 10.0
+    pos = torch.tensor(np.concatenate([
+        rng.uniform(0, box_size, (50_000, 3)),
+        clustered(rng, 50_000, box_size),
+        rng.uniform(-1e6, 1e6, (1000, 3)),          # far outside: wrapped
+        np.full((10, 3), box_size * (1 - 1e-17)),   # rounds to L
+        np.full((10, 3), -1e-300)]))                # rounds up to L when wrapped
+    w = torch.tensor(rng.exponential(size=pos.shape[0]))
+    grid = ops.paint(pos.to(device), n, box_size, weights=w.to(device), scheme=scheme)
+    assert torch.isclose(grid.sum().cpu(), w.sum(), rtol=1e-12)
+    assert (grid >= 0).all()
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_huge_coordinates_are_wrapped(device, scheme):
+    pos = torch.tensor([[1e30, -1e30, 3e17], [-7.5, 1e15 + 0.25, 2.0**60],
+                        [np.finfo(np.float64).max, -np.finfo(np.float64).max, 0.0]],
+                       dtype=torch.float64, device=device)
+    grid = ops.paint(pos, 8, 10.0, scheme=scheme)
+    assert torch.isclose(grid.sum(), torch.tensor(3.0, dtype=torch.float64, device=device))
+    ref = paint_reference(pos.cpu(), 8, 10.0, scheme=scheme)
+    torch.testing.assert_close(grid.cpu(), ref)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_chunked_out_equals_at_once(rng, device, scheme):
+    n, box_size = 32, 64.0
+    pos = torch.tensor(clustered(rng, 150_000, box_size), device=device)
+    once = ops.paint(pos, n, box_size, scheme=scheme)
+    grid = torch.zeros((n, n, n), dtype=torch.float64, device=device)
+    for chunk in torch.split(pos, 40_000):
+        ret = ops.paint(chunk, n, box_size, scheme=scheme, out=grid)
+        assert ret is grid
+    torch.testing.assert_close(grid, once, rtol=1e-12, atol=1e-9)
+
+
+def test_out_numpy_and_cast(rng):
+    pos = rng.uniform(0, 5, (10_000, 3)).astype(np.float32)
+    grid = np.zeros((8, 8, 8))  # float64 grid for float32 positions: positions are cast
+    ret = ops.paint(pos, 8, 5.0, scheme="cic", out=grid)
+    assert ret is grid
+    ops.paint(pos, 8, 5.0, scheme="cic", out=grid)
+    np.testing.assert_allclose(grid.sum(), 20_000, rtol=1e-12)
+
+
+def test_result_independent_of_thread_count(rng):
+    pos = torch.tensor(clustered(rng, 300_000, 100.0), dtype=torch.float32)
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            results.append(ops.paint(pos, 64, 100.0, scheme="tsc"))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(results[0], results[1]) and torch.equal(results[0], results[2])
+
+
+def test_zero_particles(device):
+    pos = torch.zeros((0, 3), device=device)
+    for scheme in SCHEMES:
+        grid = ops.paint(pos, 4, 1.0, scheme=scheme)
+        assert grid.shape == (4, 4, 4) and not grid.any()
+        assert ops.readout(grid, pos, 1.0, scheme=scheme).shape == (0,)
+
+
+# ---- gradients -----------------------------------------------------------------------------
+
+def _gradcheck_positions(rng, n, box_size, num):
+    return torch.tensor(rng.uniform(0, box_size, (num, 3)), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_paint_gradcheck(rng, device, scheme):
+    n, box_size = 6, 3.0
+    pos = _gradcheck_positions(rng, n, box_size, 7).to(device)
+    w = torch.tensor(rng.uniform(0.5, 1.5, 7), dtype=torch.float64, device=device)
+    pos.requires_grad_(scheme != "ngp")
+    w.requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda p, q: ops.paint(p, n, box_size, weights=q, scheme=scheme), (pos, w))
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_readout_gradcheck(rng, device, scheme):
+    n, box_size = 5, 2.0
+    field = torch.tensor(rng.normal(size=(n, n, n)), device=device, requires_grad=True)
+    pos = _gradcheck_positions(rng, n, box_size, 6).to(device).requires_grad_(scheme != "ngp")
+    assert torch.autograd.gradcheck(
+        lambda f, p: ops.readout(f, p, box_size, scheme=scheme), (field, pos))
+
+
+@pytest.mark.parametrize("scheme", ["cic", "tsc"])
+def test_gradients_match_reference_autograd(rng, scheme):
+    n, box_size = 10, 7.0
+    pos = torch.tensor(rng.uniform(0, box_size, (200, 3)), requires_grad=True)
+    w = torch.tensor(rng.uniform(0.5, 1.5, 200), requires_grad=True)
+    probe = torch.tensor(rng.normal(size=(n, n, n)))
+    (ops.paint(pos, n, box_size, weights=w, scheme=scheme) * probe).sum().backward()
+    pos_ref, w_ref = pos.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    (paint_reference(pos_ref, n, box_size, weights=w_ref, scheme=scheme) * probe).sum().backward()
+    torch.testing.assert_close(pos.grad, pos_ref.grad)
+    torch.testing.assert_close(w.grad, w_ref.grad)
+
+
+def test_ngp_position_gradient_is_zero(rng):
+    pos = torch.tensor(rng.uniform(0, 1, (50, 3)), requires_grad=True)
+    (ops.paint(pos, 4, 1.0, scheme="ngp") ** 2).sum().backward()
+    assert torch.equal(pos.grad, torch.zeros_like(pos))
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_readout_is_adjoint_of_paint(rng, device, scheme):
+    n, box_size = 16, 40.0
+    pos = torch.tensor(rng.uniform(-10, 50, (5000, 3)), device=device)
+    w = torch.tensor(rng.normal(size=5000), device=device)
+    f = torch.tensor(rng.normal(size=(n, n, n)), device=device)
+    lhs = (ops.paint(pos, n, box_size, weights=w, scheme=scheme) * f).sum()
+    rhs = (w * ops.readout(f, pos, box_size, scheme=scheme)).sum()
+    torch.testing.assert_close(lhs, rhs, rtol=1e-11, atol=1e-9)
+
+
+def _opcheck_samples(device):
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for dtype in DTYPES:
+        pos = (torch.rand(50, 3, generator=g, dtype=dtype) * 4.0).to(device)
+        w = torch.rand(50, generator=g, dtype=dtype).to(device)
+        field = torch.randn(6, 6, 6, generator=g, dtype=dtype).to(device)
+        out.append((pos, w, field))
+    return out
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_opcheck(device, order):
+    ops_ = torch.ops.lsscore
+    for pos, w, field in _opcheck_samples(device):
+        pos_g = pos.clone().requires_grad_(order > 1)
+        w_g = w.clone().requires_grad_()
+        torch.library.opcheck(ops_.paint.default, (pos_g, w_g, 6, 4.0, order))
+        torch.library.opcheck(ops_.paint.default, (pos, None, 6, 4.0, order))
+        torch.library.opcheck(ops_.readout.default,
+                              (field.clone().requires_grad_(), pos_g, 4.0, order))
+        torch.library.opcheck(ops_.readout_gradient.default, (field, pos, w, 4.0, order))
+        torch.library.opcheck(ops_.paint_into.default, (field.clone(), pos, w, 4.0, order))
+
+
+# ---- physics -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("scheme,factor", [("ngp", 1.0), ("cic", (2 / 3) ** 3),
+                                           ("tsc", (11 / 20) ** 3)])
+def test_uniform_catalogue_shot_noise_variance(scheme, factor):
+    """Cell counts of a uniform random catalogue: Var = nbar * sum(W^2) averaged over the
+    particle's offset in its cell = nbar (2/3)^3 for CIC, nbar (11/20)^3 for TSC (minus the
+    1/ncells multinomial term)."""
+    rng = np.random.default_rng(7)
+    n, box_size, num = 48, 1.0, 48**3 * 8
+    pos = rng.uniform(0, box_size, (num, 3))
+    grid = ops.paint(pos, n, box_size, scheme=scheme)
+    cells = n**3
+    nbar = num / cells
+    expected = nbar * factor - nbar / cells
+    measured = grid.var()
+    # the sample variance over ~1e5 (weakly correlated) cells has a ~0.5% scatter
+    assert abs(measured / expected - 1) < 0.03, (measured, expected)
+    # and the other schemes' factors are excluded
+    for other in {1.0, (2 / 3) ** 3, (11 / 20) ** 3} - {factor}:
+        assert abs(measured / (nbar * other) - 1) > 0.1
+
+
+# ---- bad input -----------------------------------------------------------------------------
+
+def test_nonfinite_positions_are_counted(device):
+    pos = torch.rand(100, 3, device=device, dtype=torch.float64)
+    pos[3, 1] = float("nan")
+    pos[7, 0] = float("inf")
+    pos[9, 2] = float("-inf")
+    with pytest.raises(RuntimeError, match="positions contain 3 non-finite"):
+        ops.paint(pos, 8, 1.0, scheme="cic")
+    with pytest.raises(RuntimeError, match="positions contain 3 non-finite"):
+        ops.readout(torch.zeros(8, 8, 8, dtype=torch.float64, device=device), pos, 1.0)
+
+
+@pytest.mark.parametrize("call,exc,match", [
+    (lambda: ops.paint(torch.rand(10, 2), 8, 1.0), ValueError, "positions must have shape"),
+    (lambda: ops.paint(torch.rand(10, 3, dtype=torch.float16), 8, 1.0), TypeError, "positions"),
+    (lambda: ops.paint(torch.rand(10, 3).int(), 8, 1.0), TypeError, "positions"),
+    (lambda: ops.paint(torch.rand(10, 3), 0, 1.0), ValueError, "n .cells per side"),
+    (lambda: ops.paint(torch.rand(10, 3), -3, 1.0), ValueError, "n .cells per side"),
+    (lambda: ops.paint(torch.rand(10, 3), 8.5, 1.0), TypeError, "n .cells per side"),
+    (lambda: ops.paint(torch.rand(10, 3), 8, 0.0), ValueError, "box_size"),
+    (lambda: ops.paint(torch.rand(10, 3), 8, float("nan")), ValueError, "box_size"),
+    (lambda: ops.paint(torch.rand(10, 3), 8, -1.0), ValueError, "box_size"),
+    (lambda: ops.paint(torch.rand(10, 3), 8, 1.0, scheme="pcs"), ValueError, "scheme"),
+    (lambda: ops.paint(torch.rand(10, 3), 8, 1.0, weights=torch.rand(9)), ValueError, "weights"),
+    (lambda: ops.paint(torch.rand(10, 3), 8, 1.0, weights=torch.rand(10).double()), TypeError,
+     "weights"),
+    (lambda: ops.paint(torch.rand(10, 3), 8, 1.0, out=torch.zeros(8, 8, 7)), ValueError, "out"),
+    (lambda: ops.paint(torch.rand(10, 3), 8, 1.0, out=torch.zeros(8, 8, 16)[:, :, ::2]),
+     ValueError, "contiguous"),
+    (lambda: ops.paint([[0.0, 0.0, 0.0]], 8, 1.0), TypeError, "positions"),
+    (lambda: ops.readout(torch.rand(4, 4, 5), torch.rand(3, 3), 1.0), ValueError, "cubic"),
+    (lambda: ops.readout(torch.rand(4, 4, 4).double(), torch.rand(3, 3), 1.0), TypeError,
+     "dtype"),
+])
+def test_bad_input_is_a_clean_error(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_raw_ops_validate_too():
+    """The registered ops check their arguments themselves (callers may bypass Python)."""
+    lss = torch.ops.lsscore
+    with pytest.raises(RuntimeError, match="n .cells per side"):
+        lss.paint(torch.rand(4, 3), None, 0, 1.0, 2)
+    with pytest.raises(RuntimeError, match="box_size"):
+        lss.paint(torch.rand(4, 3), None, 4, -1.0, 2)
+    with pytest.raises(RuntimeError, match="order"):
+        lss.paint(torch.rand(4, 3), None, 4, 1.0, 7)
+    with pytest.raises(RuntimeError, match="shape"):
+        lss.readout(torch.rand(4, 4, 4), torch.rand(4, 2), 1.0, 2)
+    with pytest.raises(RuntimeError, match="weights"):
+        lss.readout_gradient(torch.rand(4, 4, 4), torch.rand(4, 3), torch.rand(5), 1.0, 2)
+    with pytest.raises(RuntimeError, match="contiguous"):
+        lss.paint_into(torch.zeros(4, 4, 8)[:, :, ::2], torch.rand(4, 3), None, 1.0, 2)
+
+
+finite = st.floats(min_value=-1e12, max_value=1e12, allow_nan=False, allow_infinity=False)
+anyfloat = st.one_of(finite, st.sampled_from([float("nan"), float("inf"), -float("inf"),
+                                              0.0, -0.0, 1e308, -1e308, 5e-324]))
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    num=st.integers(0, 40),
+    ncols=st.sampled_from([3, 3, 3, 2, 4]),
+    n=st.one_of(st.integers(-2, 12), st.sampled_from([1, 2, 3])),
+    box_size=st.one_of(st.floats(1e-3, 1e3), st.sampled_from([0.0, -1.0, float("nan"),
+                                                              float("inf")])),
+    scheme=st.sampled_from(["ngp", "cic", "tsc", "bogus"]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    with_weights=st.booleans(),
+    data=st.data(),
+)
+def test_fuzz_paint_and_readout(num, ncols, n, box_size, scheme, dtype, with_weights, data):
+    """Random shapes and values: each call returns a correct result or raises a clean
+    Python exception (never a crash or an out-of-bounds write)."""
+    values = data.draw(st.lists(anyfloat, min_size=num * ncols, max_size=num * ncols))
+    pos = np.array(values, dtype=np.float64).reshape(num, ncols).astype(dtype)
+    weights = None
+    if with_weights:
+        weights = np.array(data.draw(st.lists(anyfloat, min_size=num, max_size=num)),
+                           dtype=np.float64).astype(dtype)
+    clean = (RuntimeError, ValueError, TypeError)
+    try:
+        grid = ops.paint(pos, n, box_size, weights=weights, scheme=scheme)
+    except clean:
+        grid = None
+    valid = (ncols == 3 and n >= 1 and np.isfinite(box_size) and box_size > 0
+             and scheme != "bogus" and np.isfinite(pos).all()
+             and (weights is None or np.isfinite(weights).all()))
+    assert (grid is not None) == valid
+    if grid is not None:
+        expected = float(num if weights is None else weights.astype(np.float64).sum())
+        ref = paint_reference(torch.from_numpy(pos.astype(np.float64)), n, box_size,
+                              weights=None if weights is None else torch.from_numpy(
+                                  weights.astype(np.float64)), scheme=scheme).numpy()
+        if np.isfinite(ref).all() and np.abs(ref).max(initial=0) < 1e30:
+            tol = 1e-9 if dtype == np.float64 else 1e-3
+            scale = 1 + np.abs(weights).sum() if weights is not None else 1 + num
+            np.testing.assert_allclose(grid, ref, rtol=tol, atol=tol * scale)
+            np.testing.assert_allclose(grid.sum(dtype=np.float64), expected, rtol=tol,
+                                       atol=tol * scale)
+        try:
+            values = ops.readout(grid, pos, box_size, scheme=scheme)
+        except clean:
+            return
+        assert values.shape == (num,)
+
+
+# ---- CUDA ----------------------------------------------------------------------------------
+
+@requires_cuda
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cpu_and_cuda_agree(rng, scheme, dtype):
+    n, box_size = 64, 200.0
+    pos = torch.tensor(clustered(rng, 500_000, box_size), dtype=dtype)
+    w = torch.tensor(rng.uniform(0.5, 1.5, 500_000), dtype=dtype)
+    cpu = ops.paint(pos, n, box_size, weights=w, scheme=scheme)
+    gpu = ops.paint(pos.cuda(), n, box_size, weights=w.cuda(), scheme=scheme).cpu()
+    tol = 1e-10 if dtype == torch.float64 else 1e-4
+    torch.testing.assert_close(gpu, cpu, rtol=tol, atol=tol * 100)
+    f = torch.randn(n, n, n, dtype=dtype)
+    torch.testing.assert_close(ops.readout(f.cuda(), pos.cuda(), box_size, scheme).cpu(),
+                               ops.readout(f, pos, box_size, scheme), rtol=tol, atol=tol)
