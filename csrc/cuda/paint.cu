@@ -3,7 +3,8 @@
 // and the last bits of a float32 grid, may vary from run to run.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
@@ -75,7 +76,7 @@ void paint_into_cuda(at::Tensor grid, const at::Tensor& positions,
   const int64_t num = pos.size(0);
   if (num == 0) return;
   const int64_t n = grid.size(0);
-  auto stream = at::cuda::getCurrentCUDAStream();
+  auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "paint_cuda", [&] {
     const scalar_t* w = wts.defined() ? wts.data_ptr<scalar_t>() : nullptr;
     LSS_DISPATCH_ORDER(order, [&] {
@@ -110,7 +111,7 @@ at::Tensor readout_impl(const at::Tensor& field, const at::Tensor& positions,
   const int64_t num = pos.size(0);
   at::Tensor out = GRAD ? at::empty({num, 3}, pos.options()) : at::empty({num}, pos.options());
   if (num == 0) return out;
-  auto stream = at::cuda::getCurrentCUDAStream();
+  auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "readout_cuda", [&] {
     const scalar_t* w = wts.defined() ? wts.data_ptr<scalar_t>() : nullptr;
     LSS_DISPATCH_ORDER(order, [&] {
