@@ -3,7 +3,7 @@
 Baselines, on the same positions in one process: numpy.histogramdd and np.bincount on linear
 cell indices (NGP), NumPy CIC by 8 np.add.at, torch index_put_(accumulate=True) (NGP and
 CIC), and Pylians' MAS_library.MA when installed (bench only; its grid points sit at i h,
-so positions are shifted by half a cell to paint the same grid). Prints medians, Mparticles/s,
+so positions are shifted by -h/2 to paint the same grid). Prints medians, Mparticles/s,
 ratios and the peak extra memory of each call; writes bench/results_paint.json.
 
     python bench/bm_paint.py [--quick] [--threads 2]
@@ -125,7 +125,8 @@ def main(argv=None):
             for n in grids:
                 shifted = None
                 if mas is not None:
-                    shifted = np.mod(pos + np.float32(0.5 * BOX / n), BOX).astype(np.float32)
+                    # ours(x) == Pylians(x - h/2): its grid points sit at i h, ours at (i + 1/2) h
+                    shifted = np.mod(pos - np.float32(0.5 * BOX / n), BOX).astype(np.float32)
 
                 def pylians_ma(scheme, n=n, shifted=shifted):
                     grid = np.zeros((n, n, n), dtype=np.float32)

@@ -2,9 +2,9 @@
 #pragma once
 
 #if defined(__CUDACC__)
-#define LSS_HD __host__ __device__
+#define LSS_HD __host__ __device__ __attribute__((always_inline))
 #else
-#define LSS_HD
+#define LSS_HD __attribute__((always_inline))
 #endif
 
 #define LSS_CHECK_FLOATING(t, name)                                              \

@@ -21,18 +21,38 @@
 
 namespace lss {
 
-// x wrapped into [0, L). Never returns a value outside [0, L) for finite x.
+// floor(v) as an integer for |v| < 2^62, without a libm call (floor and fmod are out-of-line
+// calls on baseline x86-64 and dominated the cost of painting).
+LSS_HD inline int64_t floor_int(double v) {
+  const int64_t i = static_cast<int64_t>(v);
+  return i - (v < static_cast<double>(i) ? 1 : 0);
+}
+
+// x wrapped into [0, L), with the result of fmod(x, L) (+ L if negative), which is exact in
+// IEEE arithmetic. The common cases take no libm call: inside the box, two compares; one box
+// away, one subtraction, exact by Sterbenz's lemma (or the same rounding as fmod's + L).
+// A result that rounds to L (a tiny negative x) becomes the largest double below L, so it
+// stays in the last cell.
 LSS_HD inline double wrap_position(double x, double box_size) {
-  double y = fmod(x, box_size);  // exact, |y| < L, sign of x
-  if (y < 0.0) y += box_size;    // may round up to L for tiny negative y
-  if (!(y < box_size) || !(y >= 0.0)) y = 0.0;
+  if (x >= 0.0 && x < box_size) return x;
+  double y;
+  if (x >= box_size && x < 2.0 * box_size) {
+    y = x - box_size;
+  } else if (x < 0.0 && x >= -box_size) {
+    y = x + box_size;
+  } else {
+    y = fmod(x, box_size);
+    if (y < 0.0) y += box_size;
+  }
+  if (!(y >= 0.0)) y = 0.0;
+  if (!(y < box_size)) y = nextafter(box_size, 0.0);
   return y;
 }
 
 // Cell index i in [0, n) of a wrapped position: floor(y / h), clamped for the
 // rare y just below L whose quotient rounds up to n.
 LSS_HD inline int64_t cell_index(double u, int64_t n) {
-  int64_t i = static_cast<int64_t>(floor(u));
+  int64_t i = floor_int(u);
   if (i >= n) i = n - 1;
   if (i < 0) i = 0;
   return i;
@@ -44,6 +64,75 @@ LSS_HD inline int64_t wrap_index(int64_t i, int64_t n) {
   return i;
 }
 
+// The grid's constants, computed once per call: h = L / n and its inverse.
+struct GridSpec {
+  double box_size, h, inv_h;
+  int64_t n;
+};
+
+inline GridSpec make_grid_spec(double box_size, int64_t n) {
+  return GridSpec{box_size, box_size / static_cast<double>(n),
+                  static_cast<double>(n) / box_size, n};
+}
+
+// u = x / h for the wrapped x, in [0, n]. A multiply is a few ulp away from the float64
+// division, which only matters where u is within rounding of an integer (a cell edge, where
+// the NGP index is decided): there the division itself is used, so floor(u) is exactly
+// floor(x / h) everywhere, as numpy.histogramdd has it.
+// CIC and TSC weights are continuous across cell edges, so they take the multiply as is.
+template <bool EXACT>
+LSS_HD inline double cell_coordinate(double x, const GridSpec& g) {
+  const double y = wrap_position(x, g.box_size);
+  double u = y * g.inv_h;
+  if (EXACT) {
+    const double r = u - static_cast<double>(floor_int(u));
+    if (r < 1e-8 || r > 1.0 - 1e-8) u = y / g.h;
+  }
+  return u;
+}
+
+// First cell i0 (in [0, n)) and the offset t the weights depend on (CIC: f, TSC: d).
+template <int ORDER>
+LSS_HD inline void locate(double u, int64_t n, int64_t* i0, double* t) {
+  if (ORDER == 1) {
+    *i0 = cell_index(u, n);
+    *t = 0.0;
+  } else if (ORDER == 2) {
+    const double s = u - 0.5;
+    int64_t i = floor_int(s);              // in [-1, n - 1]
+    double f = s - static_cast<double>(i);
+    if (i >= n) { i = n - 1; f = 1.0; }    // rounding guard
+    *i0 = i < 0 ? i + n : i;
+    *t = f;
+  } else {
+    const int64_t i = cell_index(u, n);
+    *t = u - static_cast<double>(i) - 0.5;  // in [-1/2, 1/2]
+    *i0 = i == 0 ? n - 1 : i - 1;
+  }
+}
+
+// Weights w (sum 1) and dw = dw/du of the ORDER cells from i0, given the offset t.
+template <int ORDER>
+LSS_HD inline void stencil_weights(double t, double* w, double* dw) {
+  if (ORDER == 1) {
+    w[0] = 1.0;
+    dw[0] = 0.0;
+  } else if (ORDER == 2) {
+    w[0] = 1.0 - t;
+    w[1] = t;
+    dw[0] = -1.0;
+    dw[1] = 1.0;
+  } else {
+    const double a = 0.5 - t, b = 0.5 + t;
+    w[0] = 0.5 * a * a;
+    w[1] = 0.75 - t * t;
+    w[2] = 0.5 * b * b;
+    dw[0] = -a;
+    dw[1] = -2.0 * t;
+    dw[2] = b;
+  }
+}
+
 template <int ORDER>
 struct Stencil1D {
   int64_t i0;         // first cell, in [0, n)
@@ -52,37 +141,19 @@ struct Stencil1D {
 };
 
 template <int ORDER>
-LSS_HD inline Stencil1D<ORDER> make_stencil(double x, double box_size, int64_t n) {
+LSS_HD inline Stencil1D<ORDER> make_stencil(double x, const GridSpec& g) {
   Stencil1D<ORDER> s;
-  const double h = box_size / static_cast<double>(n);
-  const double u = wrap_position(x, box_size) / h;
-  if (ORDER == 1) {
-    s.i0 = cell_index(u, n);
-    s.w[0] = 1.0;
-    s.dw[0] = 0.0;
-  } else if (ORDER == 2) {
-    const double t = u - 0.5;
-    double fl = floor(t);
-    double f = t - fl;
-    int64_t i0 = static_cast<int64_t>(fl);  // in [-1, n - 1]
-    if (i0 >= n) { i0 = n - 1; f = 1.0; }   // rounding guard
-    s.i0 = i0 < 0 ? i0 + n : i0;
-    s.w[0] = 1.0 - f;
-    s.w[1] = f;
-    s.dw[0] = -1.0;
-    s.dw[1] = 1.0;
-  } else {
-    const int64_t i = cell_index(u, n);
-    const double d = u - static_cast<double>(i) - 0.5;  // in [-1/2, 1/2]
-    s.i0 = i == 0 ? n - 1 : i - 1;
-    const double a = 0.5 - d, b = 0.5 + d;
-    s.w[0] = 0.5 * a * a;
-    s.w[1] = 0.75 - d * d;
-    s.w[2] = 0.5 * b * b;
-    s.dw[0] = -a;
-    s.dw[1] = -2.0 * d;
-    s.dw[2] = b;
-  }
+  double t;
+  locate<ORDER>(cell_coordinate<ORDER == 1>(x, g), g.n, &s.i0, &t);
+  stencil_weights<ORDER>(t, s.w, s.dw);
+  return s;
+}
+
+template <int ORDER>
+LSS_HD inline Stencil1D<ORDER> make_stencil(int64_t i0, double t) {
+  Stencil1D<ORDER> s;
+  s.i0 = i0;
+  stencil_weights<ORDER>(t, s.w, s.dw);
   return s;
 }
 
@@ -90,15 +161,14 @@ LSS_HD inline Stencil1D<ORDER> make_stencil(double x, double box_size, int64_t n
 template <int ORDER, typename F>
 LSS_HD inline void for_each_cell(const Stencil1D<ORDER>& sx, const Stencil1D<ORDER>& sy,
                                  const Stencil1D<ORDER>& sz, int64_t n, F&& f) {
+  int64_t iz[ORDER];
+  for (int c = 0; c < ORDER; ++c) iz[c] = wrap_index(sz.i0 + c, n);
   for (int a = 0; a < ORDER; ++a) {
     const int64_t ix = wrap_index(sx.i0 + a, n);
     for (int b = 0; b < ORDER; ++b) {
-      const int64_t iy = wrap_index(sy.i0 + b, n);
-      const int64_t row = (ix * n + iy) * n;
+      const int64_t row = (ix * n + wrap_index(sy.i0 + b, n)) * n;
       const double wxy = sx.w[a] * sy.w[b];
-      for (int c = 0; c < ORDER; ++c) {
-        f(row + wrap_index(sz.i0 + c, n), wxy * sz.w[c]);
-      }
+      for (int c = 0; c < ORDER; ++c) f(row + iz[c], wxy * sz.w[c]);
     }
   }
 }

@@ -1,15 +1,18 @@
 // CPU paint / readout. See csrc/common/paint.h for the maths and conventions.
 //
-// Painting scatters into a shared grid, so threads must not race. Particles are
-// bucketed by the x-slab of their first stencil cell into an even number of slab
-// blocks, each at least 2 slabs wide (a TSC stencil spans 3 slabs, so it reaches at
-// most one slab into the next block). Even blocks are painted in parallel, then odd
-// blocks: blocks of one parity never touch the same cells. Bucketing is a stable
-// counting sort of one chunk of particles at a time, so the extra memory is one int32
-// per particle of a chunk (4 MiB), never a grid per thread, and the summation order,
-// hence the result, does not depend on the number of threads. The bucketing also keeps
-// the writes of each thread inside a few slabs, which is what makes painting into
-// a 256^3 grid fast (random updates over the whole grid are the real cost).
+// Painting scatters into a shared grid, so threads must not race. Particles are bucketed by
+// the x-slab of their first stencil cell into an even number of slab blocks, each at least
+// 2 slabs wide (a TSC stencil spans 3 slabs, so it reaches at most one slab into the next
+// block). Even blocks are painted in parallel, then odd blocks: blocks of one parity never
+// touch the same cells. For one chunk of particles at a time:
+//   1. count: the block of each particle (x only), counted per task;
+//   2. locate: each particle's first cell and offsets, written straight into its block's
+//      place in a record buffer (a stable counting sort);
+//   3. deposit: blocks of one parity in parallel, then the other, streaming the records.
+// The extra memory is one record buffer per chunk (2^18 particles: 7 MiB in float32,
+// 12 MiB in float64), never a grid per thread; the summation order, hence the result, does
+// not depend on the number of threads; and each thread's writes stay within a few slabs,
+// which keeps a large grid's random updates in cache.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -24,17 +27,51 @@
 namespace lss {
 namespace {
 
-constexpr int64_t kChunk = int64_t{1} << 20;      // particles bucketed at a time
-constexpr int64_t kSortThreshold = int64_t{1} << 14;  // below: one serial loop
+constexpr int64_t kChunk = int64_t{1} << 20;          // particles bucketed at a time
+constexpr int64_t kSortThreshold = int64_t{1} << 13;  // below: one serial loop
 constexpr int64_t kMaxBlocks = 256;
 
+// A located particle: its first cell per dimension, its offsets and its weight.
+template <typename scalar_t, int ORDER>
+struct Record {
+  int32_t i0[3];
+  scalar_t t[ORDER > 1 ? 3 : 1];
+  scalar_t w;
+};
+
+// Fills *r field by field: building a record on the stack and copying it whole stalls on
+// store-to-load forwarding (small stores, one wide load), which cost more than the maths.
 template <int ORDER, typename scalar_t>
-inline void deposit(const scalar_t* pos, const scalar_t* wts, int64_t p, scalar_t* grid,
-                    int64_t n, double box_size) {
-  const auto sx = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 0]), box_size, n);
-  const auto sy = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 1]), box_size, n);
-  const auto sz = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 2]), box_size, n);
-  const double w = wts != nullptr ? static_cast<double>(wts[p]) : 1.0;
+inline void locate_particle(const scalar_t* pos, const scalar_t* wts, int64_t p,
+                            const GridSpec& g, int64_t i0x, double tx,
+                            Record<scalar_t, ORDER>* r) {
+  r->i0[0] = static_cast<int32_t>(i0x);
+  if (ORDER > 1) r->t[0] = static_cast<scalar_t>(tx);
+  for (int d = 1; d < 3; ++d) {
+    int64_t i0;
+    double t;
+    locate<ORDER>(cell_coordinate<ORDER == 1>(static_cast<double>(pos[3 * p + d]), g), g.n, &i0, &t);
+    r->i0[d] = static_cast<int32_t>(i0);
+    if (ORDER > 1) r->t[d] = static_cast<scalar_t>(t);
+  }
+  r->w = wts != nullptr ? wts[p] : scalar_t(1);
+}
+
+template <int ORDER, typename scalar_t>
+inline void locate_x(const scalar_t* pos, int64_t p, const GridSpec& g, int64_t* i0, double* t) {
+  locate<ORDER>(cell_coordinate<ORDER == 1>(static_cast<double>(pos[3 * p]), g), g.n, i0, t);
+}
+
+template <int ORDER, typename scalar_t>
+inline void deposit(const Record<scalar_t, ORDER>& r, scalar_t* grid, int64_t n) {
+  if (ORDER == 1) {
+    grid[(static_cast<int64_t>(r.i0[0]) * n + r.i0[1]) * n + r.i0[2]] += r.w;
+    return;
+  }
+  const auto sx = make_stencil<ORDER>(r.i0[0], static_cast<double>(r.t[0]));
+  const auto sy = make_stencil<ORDER>(r.i0[1], static_cast<double>(r.t[1]));
+  const auto sz = make_stencil<ORDER>(r.i0[2], static_cast<double>(r.t[2]));
+  const double w = static_cast<double>(r.w);
   for_each_cell<ORDER>(sx, sy, sz, n, [&](int64_t idx, double wc) {
     grid[idx] += static_cast<scalar_t>(w * wc);
   });
@@ -42,73 +79,93 @@ inline void deposit(const scalar_t* pos, const scalar_t* wts, int64_t p, scalar_
 
 // Largest even block count <= n / 2 (so every block has >= 2 slabs), capped.
 inline int64_t block_count(int64_t n) {
-  int64_t nb = std::min<int64_t>(n / 2, kMaxBlocks);
+  const int64_t nb = std::min<int64_t>(n / 2, kMaxBlocks);
   return nb - (nb % 2);
 }
 
 template <int ORDER, typename scalar_t>
 void paint_kernel(const scalar_t* pos, const scalar_t* wts, int64_t num, scalar_t* grid,
-                  int64_t n, double box_size) {
+                  const GridSpec& g) {
+  const int64_t n = g.n;
   const int64_t nb = block_count(n);
   if (num < kSortThreshold || nb < 2) {
-    for (int64_t p = 0; p < num; ++p) deposit<ORDER>(pos, wts, p, grid, n, box_size);
+    Record<scalar_t, ORDER> r;
+    for (int64_t p = 0; p < num; ++p) {
+      int64_t i0;
+      double t;
+      locate_x<ORDER>(pos, p, g, &i0, &t);
+      locate_particle<ORDER>(pos, wts, p, g, i0, t, &r);
+      deposit<ORDER>(r, grid, n);
+    }
     return;
   }
+  std::vector<int32_t> block_of_slab(n);
+  for (int64_t s = 0; s < n; ++s) block_of_slab[s] = static_cast<int32_t>(s * nb / n);
   const int64_t tasks = std::max<int64_t>(1, at::get_num_threads());
-  const int64_t chunk_cap = std::min(kChunk, num);
-  std::vector<int32_t> block_of(chunk_cap), order(chunk_cap);
+  std::vector<Record<scalar_t, ORDER>> records(std::min(kChunk, num));
+  std::vector<int16_t> block_id(std::min(kChunk, num));  // kMaxBlocks fits
   std::vector<int64_t> counts(tasks * nb), block_start(nb + 1);
 
   for (int64_t start = 0; start < num; start += kChunk) {
     const int64_t len = std::min(kChunk, num - start);
     const scalar_t* cpos = pos + 3 * start;
     const scalar_t* cwts = wts != nullptr ? wts + start : nullptr;
-    auto range = [&](int64_t t, int64_t& b, int64_t& e) {
-      b = len * t / tasks;
-      e = len * (t + 1) / tasks;
+    auto range = [&](int64_t t, int64_t* b, int64_t* e) {
+      *b = len * t / tasks;
+      *e = len * (t + 1) / tasks;
+    };
+    auto block_of = [&](int64_t p) {
+      int64_t i0;
+      double t;
+      locate_x<ORDER>(cpos, p, g, &i0, &t);
+      return block_of_slab[i0];
     };
     std::fill(counts.begin(), counts.end(), 0);
-    // 1. block of each particle, counted per task.
+    // 1. count
     at::parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
         int64_t b, e;
-        range(t, b, e);
+        range(t, &b, &e);
         int64_t* cnt = counts.data() + t * nb;
         for (int64_t p = b; p < e; ++p) {
-          const auto sx = make_stencil<ORDER>(static_cast<double>(cpos[3 * p]), box_size, n);
-          const int32_t blk = static_cast<int32_t>(sx.i0 * nb / n);
-          block_of[p] = blk;
+          const int32_t blk = block_of(p);
+          block_id[p] = static_cast<int16_t>(blk);
           ++cnt[blk];
         }
       }
     });
-    // 2. stable counting sort: block-major, then task, then original order.
+    // block-major, then task, then particle order: the write cursors
     int64_t offset = 0;
     for (int64_t blk = 0; blk < nb; ++blk) {
       block_start[blk] = offset;
       for (int64_t t = 0; t < tasks; ++t) {
         const int64_t c = counts[t * nb + blk];
-        counts[t * nb + blk] = offset;  // becomes the write cursor
+        counts[t * nb + blk] = offset;
         offset += c;
       }
     }
     block_start[nb] = offset;
+    // 2. locate, into sorted place
     at::parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
         int64_t b, e;
-        range(t, b, e);
+        range(t, &b, &e);
         int64_t* cursor = counts.data() + t * nb;
-        for (int64_t p = b; p < e; ++p) order[cursor[block_of[p]]++] = static_cast<int32_t>(p);
+        for (int64_t p = b; p < e; ++p) {
+          int64_t i0;
+          double t;
+          locate_x<ORDER>(cpos, p, g, &i0, &t);
+          locate_particle<ORDER>(cpos, cwts, p, g, i0, t, &records[cursor[block_id[p]]++]);
+        }
       }
     });
-    // 3. paint even blocks, then odd blocks.
+    // 3. deposit: even blocks, then odd blocks
     for (int64_t phase = 0; phase < 2; ++phase) {
       at::parallel_for(0, nb / 2, 1, [&](int64_t k0, int64_t k1) {
         for (int64_t k = k0; k < k1; ++k) {
           const int64_t blk = 2 * k + phase;
-          for (int64_t j = block_start[blk]; j < block_start[blk + 1]; ++j) {
-            deposit<ORDER>(cpos, cwts, order[j], grid, n, box_size);
-          }
+          const int64_t end = block_start[blk + 1];
+          for (int64_t j = block_start[blk]; j < end; ++j) deposit<ORDER>(records[j], grid, n);
         }
       });
     }
@@ -117,15 +174,14 @@ void paint_kernel(const scalar_t* pos, const scalar_t* wts, int64_t num, scalar_
 
 template <int ORDER, bool GRAD, typename scalar_t>
 void readout_kernel(const scalar_t* field, const scalar_t* pos, const scalar_t* wts, int64_t num,
-                    int64_t n, double box_size, scalar_t* out) {
-  const double inv_h = static_cast<double>(n) / box_size;
+                    const GridSpec& g, scalar_t* out) {
   at::parallel_for(0, num, 2048, [&](int64_t b, int64_t e) {
     for (int64_t p = b; p < e; ++p) {
-      const auto sx = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 0]), box_size, n);
-      const auto sy = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 1]), box_size, n);
-      const auto sz = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 2]), box_size, n);
+      const auto sx = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 0]), g);
+      const auto sy = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 1]), g);
+      const auto sz = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 2]), g);
       double value, grad[3];
-      interpolate<ORDER, GRAD>(field, sx, sy, sz, n, inv_h, &value, grad);
+      interpolate<ORDER, GRAD>(field, sx, sy, sz, g.n, g.inv_h, &value, grad);
       if (GRAD) {
         const double w = wts != nullptr ? static_cast<double>(wts[p]) : 1.0;
         out[3 * p + 0] = static_cast<scalar_t>(w * grad[0]);
@@ -138,8 +194,8 @@ void readout_kernel(const scalar_t* field, const scalar_t* pos, const scalar_t* 
   });
 }
 
-#define LSS_DISPATCH_ORDER(order, ...)            \
-  switch (order) {                                \
+#define LSS_DISPATCH_ORDER(order, ...)                          \
+  switch (order) {                                              \
     case 1: { constexpr int ORDER = 1; __VA_ARGS__(); break; } \
     case 2: { constexpr int ORDER = 2; __VA_ARGS__(); break; } \
     default: { constexpr int ORDER = 3; __VA_ARGS__(); break; } \
@@ -156,12 +212,11 @@ void paint_into_cpu(at::Tensor grid, const at::Tensor& positions,
   TORCH_CHECK(positions.is_cpu() && grid.is_cpu(), "paint_into_cpu: tensors must be on the CPU");
   const at::Tensor pos = positions.contiguous();
   const at::Tensor wts = weights_or_undefined(weights);
-  const int64_t n = grid.size(0);
+  const GridSpec g = make_grid_spec(box_size, grid.size(0));
   AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "paint_cpu", [&] {
     const scalar_t* w = wts.defined() ? wts.data_ptr<scalar_t>() : nullptr;
     LSS_DISPATCH_ORDER(order, [&] {
-      paint_kernel<ORDER>(pos.data_ptr<scalar_t>(), w, pos.size(0), grid.data_ptr<scalar_t>(), n,
-                          box_size);
+      paint_kernel<ORDER>(pos.data_ptr<scalar_t>(), w, pos.size(0), grid.data_ptr<scalar_t>(), g);
     });
   });
 }
@@ -187,12 +242,13 @@ at::Tensor readout_impl(const at::Tensor& field, const at::Tensor& positions,
   const at::Tensor pos = positions.contiguous();
   const at::Tensor wts = weights_or_undefined(weights);
   const int64_t num = pos.size(0);
+  const GridSpec g = make_grid_spec(box_size, f.size(0));
   at::Tensor out = GRAD ? at::empty({num, 3}, pos.options()) : at::empty({num}, pos.options());
   AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "readout_cpu", [&] {
     const scalar_t* w = wts.defined() ? wts.data_ptr<scalar_t>() : nullptr;
     LSS_DISPATCH_ORDER(order, [&] {
-      readout_kernel<ORDER, GRAD>(f.data_ptr<scalar_t>(), pos.data_ptr<scalar_t>(), w, num,
-                                  f.size(0), box_size, out.data_ptr<scalar_t>());
+      readout_kernel<ORDER, GRAD>(f.data_ptr<scalar_t>(), pos.data_ptr<scalar_t>(), w, num, g,
+                                  out.data_ptr<scalar_t>());
     });
   });
   return out;

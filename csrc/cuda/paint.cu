@@ -20,15 +20,14 @@ inline int64_t blocks_for(int64_t num) { return (num + kThreads - 1) / kThreads;
 
 template <int ORDER, typename scalar_t>
 __global__ void paint_cuda_kernel(const scalar_t* __restrict__ pos, const scalar_t* __restrict__ wts,
-                                  int64_t num, scalar_t* __restrict__ grid, int64_t n,
-                                  double box_size) {
+                                  int64_t num, scalar_t* __restrict__ grid, GridSpec g) {
   const int64_t p = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (p >= num) return;
-  const auto sx = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 0]), box_size, n);
-  const auto sy = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 1]), box_size, n);
-  const auto sz = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 2]), box_size, n);
+  const auto sx = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 0]), g);
+  const auto sy = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 1]), g);
+  const auto sz = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 2]), g);
   const double w = wts != nullptr ? static_cast<double>(wts[p]) : 1.0;
-  for_each_cell<ORDER>(sx, sy, sz, n, [&](int64_t idx, double wc) {
+  for_each_cell<ORDER>(sx, sy, sz, g.n, [&](int64_t idx, double wc) {
     atomicAdd(grid + idx, static_cast<scalar_t>(w * wc));
   });
 }
@@ -36,15 +35,15 @@ __global__ void paint_cuda_kernel(const scalar_t* __restrict__ pos, const scalar
 template <int ORDER, bool GRAD, typename scalar_t>
 __global__ void readout_cuda_kernel(const scalar_t* __restrict__ field,
                                     const scalar_t* __restrict__ pos,
-                                    const scalar_t* __restrict__ wts, int64_t num, int64_t n,
-                                    double box_size, scalar_t* __restrict__ out) {
+                                    const scalar_t* __restrict__ wts, int64_t num, GridSpec g,
+                                    scalar_t* __restrict__ out) {
   const int64_t p = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (p >= num) return;
-  const auto sx = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 0]), box_size, n);
-  const auto sy = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 1]), box_size, n);
-  const auto sz = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 2]), box_size, n);
+  const auto sx = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 0]), g);
+  const auto sy = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 1]), g);
+  const auto sz = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 2]), g);
   double value, grad[3];
-  interpolate<ORDER, GRAD>(field, sx, sy, sz, n, static_cast<double>(n) / box_size, &value, grad);
+  interpolate<ORDER, GRAD>(field, sx, sy, sz, g.n, g.inv_h, &value, grad);
   if (GRAD) {
     const double w = wts != nullptr ? static_cast<double>(wts[p]) : 1.0;
     out[3 * p + 0] = static_cast<scalar_t>(w * grad[0]);
@@ -81,7 +80,8 @@ void paint_into_cuda(at::Tensor grid, const at::Tensor& positions,
     const scalar_t* w = wts.defined() ? wts.data_ptr<scalar_t>() : nullptr;
     LSS_DISPATCH_ORDER(order, [&] {
       paint_cuda_kernel<ORDER><<<blocks_for(num), kThreads, 0, stream>>>(
-          pos.data_ptr<scalar_t>(), w, num, grid.data_ptr<scalar_t>(), n, box_size);
+          pos.data_ptr<scalar_t>(), w, num, grid.data_ptr<scalar_t>(),
+          make_grid_spec(box_size, n));
     });
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -116,8 +116,8 @@ at::Tensor readout_impl(const at::Tensor& field, const at::Tensor& positions,
     const scalar_t* w = wts.defined() ? wts.data_ptr<scalar_t>() : nullptr;
     LSS_DISPATCH_ORDER(order, [&] {
       readout_cuda_kernel<ORDER, GRAD><<<blocks_for(num), kThreads, 0, stream>>>(
-          f.data_ptr<scalar_t>(), pos.data_ptr<scalar_t>(), w, num, f.size(0), box_size,
-          out.data_ptr<scalar_t>());
+          f.data_ptr<scalar_t>(), pos.data_ptr<scalar_t>(), w, num,
+          make_grid_spec(box_size, f.size(0)), out.data_ptr<scalar_t>());
     });
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
