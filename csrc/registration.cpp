@@ -25,6 +25,22 @@ TORCH_LIBRARY(lsscore, m) {
   m.def(
       "readout_gradient(Tensor field, Tensor positions, Tensor? weights, float box_size, "
       "int order) -> Tensor");
+
+  // find_peaks: field (..., n, n, n) -> bool mask of strict maxima over (2r+1)^3 neighbourhoods.
+  m.def("find_peaks(Tensor field, int radius, bool periodic) -> Tensor");
+
+  // bin_sum: values (..., M), index (M,) int64 in [-1, nbins), weight (M,) or None
+  //   -> (..., nbins): out[..., b] = sum_{index[m] == b} weight[m] values[..., m].
+  // The binning of |F(k)|^2 in power_spectrum; bin_sum_backward is its gather.
+  m.def("bin_sum(Tensor values, Tensor index, Tensor? weight, int nbins) -> Tensor");
+  m.def("bin_sum_backward(Tensor grad, Tensor index, Tensor? weight, int length) -> Tensor");
+
+  // soft_histogram: values (..., M), weights (..., M) or None -> (..., nbins), triangle kernel
+  // on [lo, hi]; the backward returns (grad_values, grad_weights).
+  m.def("soft_histogram(Tensor values, Tensor? weights, float lo, float hi, int nbins) -> Tensor");
+  m.def(
+      "soft_histogram_backward(Tensor grad, Tensor values, Tensor? weights, float lo, float hi, "
+      "int nbins) -> (Tensor, Tensor)");
 }
 
 PYBIND11_MODULE(_C, m) {

@@ -6,7 +6,9 @@
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "hd.h"
 
@@ -82,6 +84,94 @@ inline void check_field(const at::Tensor& field, const at::Tensor& positions, co
 inline at::Tensor weights_or_undefined(const c10::optional<at::Tensor>& weights) {
   if (weights.has_value() && weights->defined()) return weights->contiguous();
   return at::Tensor();
+}
+
+}  // namespace lss
+
+namespace lss {
+
+// A batch of cubes (..., n, n, n): returns n, or fails naming the argument.
+inline int64_t check_cubes(const at::Tensor& field, const char* name) {
+  LSS_CHECK_FLOATING(field, "field");
+  TORCH_CHECK(field.dim() >= 3, name, " must have shape (..., n, n, n), got ", field.sizes());
+  const int64_t n = field.size(-1);
+  TORCH_CHECK(field.size(-2) == n && field.size(-3) == n, name,
+              " must be cubic in its last three dimensions, got ", field.sizes());
+  return n;
+}
+
+}  // namespace lss
+
+namespace lss {
+
+// Rows of a (..., M) tensor and a chunking of each row into pieces whose partial sums are
+// added in a fixed order, so that CPU results do not depend on the number of threads.
+struct RowChunks {
+  int64_t rows, length, chunk, chunks;
+};
+
+inline RowChunks row_chunks(int64_t rows, int64_t length) {
+  const int64_t chunk = std::max<int64_t>(int64_t{1} << 15, (length + 255) / 256);
+  const int64_t chunks = length == 0 ? 0 : (length + chunk - 1) / chunk;
+  return RowChunks{rows, length, chunk, chunks};
+}
+
+inline void check_nbins(int64_t nbins) {
+  TORCH_CHECK(nbins >= 1, "nbins must be >= 1, got ", nbins);
+  TORCH_CHECK(nbins <= (int64_t{1} << 26), "nbins is too large: ", nbins);
+}
+
+inline void check_range(double lo, double hi) {
+  TORCH_CHECK(std::isfinite(lo) && std::isfinite(hi) && lo < hi,
+              "need finite lo < hi, got lo=", lo, " hi=", hi);
+}
+
+// (..., M) values with optional same-shaped weights; NaN values are an error.
+inline void check_values_weights(const at::Tensor& values, const c10::optional<at::Tensor>& weights) {
+  LSS_CHECK_FLOATING(values, "values");
+  TORCH_CHECK(values.dim() >= 1, "values must have shape (..., M), got a scalar");
+  const int64_t nan = values.numel() == 0 ? 0 : at::isnan(values).sum().item<int64_t>();
+  TORCH_CHECK(nan == 0, "values contain ", nan, " NaN entries");
+  if (weights.has_value() && weights->defined()) {
+    const at::Tensor& w = *weights;
+    TORCH_CHECK(w.sizes() == values.sizes(), "weights must have the shape of values ",
+                values.sizes(), ", got ", w.sizes());
+    TORCH_CHECK(w.scalar_type() == values.scalar_type(), "weights dtype ", w.scalar_type(),
+                " differs from values dtype ", values.scalar_type());
+    LSS_CHECK_SAME_DEVICE(w, values, "weights", "values");
+    const int64_t bad = count_nonfinite(w);
+    TORCH_CHECK(bad == 0, "weights contain ", bad, " non-finite values");
+  }
+}
+
+inline std::vector<int64_t> with_last(at::IntArrayRef sizes, int64_t last) {
+  std::vector<int64_t> out(sizes.begin(), sizes.end());
+  out.back() = last;
+  return out;
+}
+
+}  // namespace lss
+
+namespace lss {
+
+// bin_sum's index (M,) int64 in [-1, nbins) and optional weight (M,).
+inline void check_bin_index(const at::Tensor& index, const c10::optional<at::Tensor>& weight,
+                     const at::Tensor& values, int64_t length, int64_t nbins) {
+  check_nbins(nbins);
+  TORCH_CHECK(index.scalar_type() == at::kLong && index.dim() == 1 && index.size(0) == length,
+              "index must be an int64 tensor of shape (M,) = (", length, ",), got ",
+              index.scalar_type(), " ", index.sizes());
+  LSS_CHECK_SAME_DEVICE(index, values, "index", "values");
+  if (length > 0) {
+    const int64_t lo = index.min().item<int64_t>(), hi = index.max().item<int64_t>();
+    TORCH_CHECK(lo >= -1 && hi < nbins, "index entries must lie in [-1, nbins) = [-1, ", nbins,
+                "), got [", lo, ", ", hi, "]");
+  }
+  if (weight.has_value() && weight->defined()) {
+    TORCH_CHECK(weight->dim() == 1 && weight->size(0) == length, "weight must have shape (M,)");
+    TORCH_CHECK(weight->scalar_type() == values.scalar_type(), "weight dtype differs from values");
+    LSS_CHECK_SAME_DEVICE(*weight, values, "weight", "values");
+  }
 }
 
 }  // namespace lss

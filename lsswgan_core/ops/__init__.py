@@ -3,6 +3,9 @@
 Every public function takes torch tensors (any device the kernels were built for) or NumPy
 arrays; NumPy in gives NumPy out.
 """
+from .histogram import soft_histogram
 from .paint import SCHEMES, paint, readout
+from .peaks import find_peaks
+from .power_spectrum import power_spectrum
 
-__all__ = ["SCHEMES", "paint", "readout"]
+__all__ = ["SCHEMES", "find_peaks", "paint", "power_spectrum", "readout", "soft_histogram"]

@@ -12,9 +12,11 @@ def as_tensor(x, name: str) -> tuple[torch.Tensor, bool]:
     if isinstance(x, torch.Tensor):
         return x, False
     if isinstance(x, np.ndarray):
-        if x.dtype not in (np.float32, np.float64):
+        if x.dtype.kind != "f" or x.dtype.itemsize not in (4, 8):
             raise TypeError(f"{name} must be float32 or float64, got NumPy dtype {x.dtype}")
-        return torch.from_numpy(np.ascontiguousarray(x)), True
+        if not (x.flags.c_contiguous and x.flags.writeable and x.dtype.isnative):
+            x = x.astype(x.dtype.newbyteorder("="), order="C", copy=True)  # keeps 0-d as 0-d
+        return torch.from_numpy(x), True
     raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
 
 

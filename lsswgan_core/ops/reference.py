@@ -64,3 +64,80 @@ def readout_reference(field, positions, box_size, scheme="ngp"):
     iz = cells[:, 2, None, None, :].expand(-1, k, k, k)
     wt = w[:, 0, :, None, None] * w[:, 1, None, :, None] * w[:, 2, None, None, :]
     return (wt * f[ix, iy, iz]).sum(dim=(1, 2, 3))
+
+
+def neighbour_offsets_reference(radius):
+    return [(dx, dy, dz) for dx in range(-radius, radius + 1) for dy in range(-radius, radius + 1)
+            for dz in range(-radius, radius + 1) if (dx, dy, dz) != (0, 0, 0)]
+
+
+def find_peaks_reference(field, radius=2, boundary="periodic"):
+    """Brute force over all (2r+1)^3 - 1 offsets, strict comparison; NaN never a peak."""
+    f = field.to(torch.float64)
+    n = f.shape[-1]
+    peak = ~torch.isnan(f)
+    coords = torch.arange(n)
+    for d in neighbour_offsets_reference(radius):
+        shifted = torch.roll(f, shifts=tuple(-s for s in d), dims=(-3, -2, -1))  # f[x + d]
+        beaten = ~(f > shifted)
+        if boundary == "open":
+            valid = [((coords + s) >= 0) & ((coords + s) < n) for s in d]
+            inside = valid[0][:, None, None] & valid[1][None, :, None] & valid[2][None, None, :]
+            beaten = beaten & inside
+        peak &= ~beaten
+    return peak
+
+
+def power_spectrum_reference(field, box_size, edges=None, mas=None):
+    """Full complex FFT, per-mode binning, float64. Returns (k_mean, P, n_modes)."""
+    f = field.to(torch.float64)
+    n = f.shape[-1]
+    spectrum = torch.fft.fftn(f, dim=(-3, -2, -1))
+    power = spectrum.real**2 + spectrum.imag**2
+    freq = torch.fft.fftfreq(n, d=1.0 / n).round().long()
+    nx, ny, nz = torch.meshgrid(freq, freq, freq, indexing="ij")
+    n2 = nx**2 + ny**2 + nz**2
+    if mas is not None:
+        p = _ORDERS[mas]
+        nxd, nyd, nzd = nx.double() / n, ny.double() / n, nz.double() / n
+        window = (torch.sinc(nxd) * torch.sinc(nyd) * torch.sinc(nzd)) ** (2 * p)
+        power = power / window
+    k_fund = 2 * torch.pi / box_size
+    k = k_fund * n2.double().sqrt()
+    if edges is None:
+        nbins = n // 2 - 1
+        # bin i - 1 holds i^2 <= |n|^2 < (i + 1)^2, decided on integers
+        index = torch.full_like(n2, -1)
+        for i in range(1, nbins + 1):
+            index[(n2 >= i * i) & (n2 < (i + 1) ** 2)] = i - 1
+    else:
+        e = torch.as_tensor(edges, dtype=torch.float64)
+        nbins = len(e) - 1
+        index = torch.full_like(n2, -1)
+        for b in range(nbins):
+            index[(k >= e[b]) & (k < e[b + 1]) & (n2 > 0)] = b
+    scale = box_size**3 / float(n) ** 6
+    pk = torch.zeros((*f.shape[:-3], nbins), dtype=torch.float64)
+    k_mean = torch.zeros(nbins, dtype=torch.float64)
+    n_modes = torch.zeros(nbins, dtype=torch.float64)
+    for b in range(nbins):
+        sel = index == b
+        count = int(sel.sum())
+        n_modes[b] = count
+        if count:
+            pk[..., b] = scale * power[..., sel].mean(-1)
+            k_mean[b] = k[sel].mean()
+    return k_mean, pk, n_modes
+
+
+def soft_histogram_reference(values, lo, hi, nbins, weights=None):
+    """Triangle kernel around the bin centres, with values clamped into [c_0, c_last] so the
+    edge bins take everything up to lo and hi; values outside [lo, hi] are dropped."""
+    v = values.to(torch.float64)
+    width = (hi - lo) / nbins
+    centres = lo + (torch.arange(nbins, dtype=torch.float64) + 0.5) * width
+    inside = (v >= lo) & (v <= hi)
+    vc = v.clamp(float(centres[0]), float(centres[-1]))
+    share = torch.clamp(1 - (vc[..., None] - centres).abs() / width, min=0.0)
+    w = torch.ones_like(v) if weights is None else weights.to(torch.float64)
+    return (share * (w * inside)[..., None]).sum(-2)

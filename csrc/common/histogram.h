@@ -1,0 +1,40 @@
+// Binning maths shared by the CPU and CUDA histogram kernels.
+//
+// soft (triangle-kernel) histogram on [lo, hi] with nbins bins of width D = (hi - lo)/nbins
+// and centres c_j = lo + (j + 1/2) D: a value v at s = (v - lo)/D - 1/2 splits its weight
+// between bins floor(s) (1 - f) and floor(s) + 1 (f), f = s - floor(s). Between lo and the
+// first centre, and between the last centre and hi, all of it goes to the edge bin, so the
+// histogram sums to the weight in [lo, hi]; values outside [lo, hi] (and +-inf) are left out.
+#pragma once
+
+#include <cstdint>
+
+#include "hd.h"
+#include "paint.h"  // floor_int
+
+namespace lss {
+
+struct SoftBin {
+  int64_t j0, j1;  // the two bins (equal at the edges)
+  double w0, w1;   // their shares, w0 + w1 = 1
+  double slope;    // d w1 / d v = - d w0 / d v (0 at the edges)
+};
+
+LSS_HD inline bool soft_bin(double v, double lo, double hi, int64_t nbins, SoftBin* b) {
+  if (!(v >= lo && v <= hi)) return false;
+  const double width = (hi - lo) / static_cast<double>(nbins);
+  const double s = (v - lo) / width - 0.5;
+  if (s <= 0.0 || nbins == 1) {
+    *b = SoftBin{0, 0, 1.0, 0.0, 0.0};
+  } else if (s >= static_cast<double>(nbins - 1)) {
+    *b = SoftBin{nbins - 1, nbins - 1, 1.0, 0.0, 0.0};
+  } else {
+    int64_t j = floor_int(s);
+    if (j > nbins - 2) j = nbins - 2;
+    const double f = s - static_cast<double>(j);
+    *b = SoftBin{j, j + 1, 1.0 - f, f, 1.0 / width};
+  }
+  return true;
+}
+
+}  // namespace lss

@@ -1,0 +1,108 @@
+// CPU soft_histogram and its backward (maths in csrc/common/histogram.h). Each row of
+// (..., M) is cut into fixed chunks whose partial histograms (float64) are added in chunk
+// order: parallel, and the same result for any number of threads.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <tuple>
+#include <vector>
+
+#include "../common/checks.h"
+#include "../common/histogram.h"
+
+namespace lss {
+namespace {
+
+at::Tensor soft_histogram_cpu(const at::Tensor& values, const c10::optional<at::Tensor>& weights,
+                              double lo, double hi, int64_t nbins) {
+  check_values_weights(values, weights);
+  check_range(lo, hi);
+  check_nbins(nbins);
+  const int64_t length = values.size(-1);
+  const int64_t rows = length == 0 ? values.numel() : values.numel() / length;
+  const at::Tensor v = values.contiguous();
+  const at::Tensor w = weights_or_undefined(weights);
+  at::Tensor out = at::zeros(with_last(values.sizes(), nbins), values.options());
+  if (rows == 0 || length == 0) return out;
+  const RowChunks rc = row_chunks(rows, length);
+  std::vector<double> partial(rows * rc.chunks * nbins, 0.0);
+  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "soft_histogram_cpu", [&] {
+    const scalar_t* vp = v.data_ptr<scalar_t>();
+    const scalar_t* wp = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
+    at::parallel_for(0, rows * rc.chunks, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t row = t / rc.chunks, ch = t % rc.chunks;
+        const int64_t begin = row * length + ch * rc.chunk;
+        const int64_t end = row * length + std::min(length, (ch + 1) * rc.chunk);
+        double* hist = partial.data() + t * nbins;
+        for (int64_t m = begin; m < end; ++m) {
+          SoftBin b;
+          if (!soft_bin(static_cast<double>(vp[m]), lo, hi, nbins, &b)) continue;
+          const double weight = wp != nullptr ? static_cast<double>(wp[m]) : 1.0;
+          hist[b.j0] += weight * b.w0;
+          hist[b.j1] += weight * b.w1;
+        }
+      }
+    });
+    scalar_t* op = out.data_ptr<scalar_t>();
+    at::parallel_for(0, rows, 1, [&](int64_t r0, int64_t r1) {
+      for (int64_t row = r0; row < r1; ++row) {
+        for (int64_t j = 0; j < nbins; ++j) {
+          double sum = 0.0;
+          for (int64_t ch = 0; ch < rc.chunks; ++ch) sum += partial[(row * rc.chunks + ch) * nbins + j];
+          op[row * nbins + j] = static_cast<scalar_t>(sum);
+        }
+      }
+    });
+  });
+  return out;
+}
+
+// grad_values = w * slope * (g[j1] - g[j0]);  grad_weights = w0 g[j0] + w1 g[j1]
+std::tuple<at::Tensor, at::Tensor> soft_histogram_backward_cpu(
+    const at::Tensor& grad, const at::Tensor& values, const c10::optional<at::Tensor>& weights,
+    double lo, double hi, int64_t nbins) {
+  check_values_weights(values, weights);
+  check_range(lo, hi);
+  check_nbins(nbins);
+  TORCH_CHECK(grad.sizes() == at::IntArrayRef(with_last(values.sizes(), nbins)),
+              "grad must have shape ", at::IntArrayRef(with_last(values.sizes(), nbins)),
+              ", got ", grad.sizes());
+  TORCH_CHECK(grad.scalar_type() == values.scalar_type(), "grad dtype differs from values dtype");
+  const int64_t length = values.size(-1);
+  const at::Tensor v = values.contiguous();
+  const at::Tensor g = grad.contiguous();
+  const at::Tensor w = weights_or_undefined(weights);
+  at::Tensor grad_values = at::zeros_like(v);
+  at::Tensor grad_weights = at::zeros_like(v);
+  if (v.numel() == 0) return {grad_values, grad_weights};
+  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "soft_histogram_backward_cpu", [&] {
+    const scalar_t* vp = v.data_ptr<scalar_t>();
+    const scalar_t* wp = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* gp = g.data_ptr<scalar_t>();
+    scalar_t* gv = grad_values.data_ptr<scalar_t>();
+    scalar_t* gw = grad_weights.data_ptr<scalar_t>();
+    at::parallel_for(0, v.numel(), 1 << 14, [&](int64_t m0, int64_t m1) {
+      for (int64_t m = m0; m < m1; ++m) {
+        SoftBin b;
+        if (!soft_bin(static_cast<double>(vp[m]), lo, hi, nbins, &b)) continue;
+        const scalar_t* grow = gp + (m / length) * nbins;
+        const double g0 = static_cast<double>(grow[b.j0]), g1 = static_cast<double>(grow[b.j1]);
+        const double weight = wp != nullptr ? static_cast<double>(wp[m]) : 1.0;
+        gv[m] = static_cast<scalar_t>(weight * b.slope * (g1 - g0));
+        gw[m] = static_cast<scalar_t>(b.w0 * g0 + b.w1 * g1);
+      }
+    });
+  });
+  return {grad_values, grad_weights};
+}
+
+}  // namespace
+}  // namespace lss
+
+TORCH_LIBRARY_IMPL(lsscore, CPU, m) {
+  m.impl("soft_histogram", &lss::soft_histogram_cpu);
+  m.impl("soft_histogram_backward", &lss::soft_histogram_backward_cpu);
+}

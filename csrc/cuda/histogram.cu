@@ -1,0 +1,138 @@
+// CUDA soft_histogram and its backward. Each block builds a float64 histogram of a slice of
+// one row in shared memory (when nbins fits), then adds it to a float64 result with atomics;
+// larger nbins use global atomics directly. Float64 atomics need sm_60+.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <tuple>
+
+#include "../common/checks.h"
+#include "../common/histogram.h"
+
+namespace lss {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kSharedBins = 4096;  // 32 KiB of float64
+
+template <typename scalar_t, bool SHARED>
+__global__ void soft_histogram_kernel(const scalar_t* __restrict__ values,
+                                      const scalar_t* __restrict__ weights, int64_t length,
+                                      double lo, double hi, int64_t nbins,
+                                      double* __restrict__ out) {
+  extern __shared__ double hist[];
+  const int64_t row = blockIdx.y;
+  double* target = SHARED ? hist : out + row * nbins;
+  if (SHARED) {
+    for (int64_t j = threadIdx.x; j < nbins; j += blockDim.x) hist[j] = 0.0;
+    __syncthreads();
+  }
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t m = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; m < length;
+       m += stride) {
+    const int64_t i = row * length + m;
+    SoftBin b;
+    if (!soft_bin(static_cast<double>(values[i]), lo, hi, nbins, &b)) continue;
+    const double w = weights != nullptr ? static_cast<double>(weights[i]) : 1.0;
+    atomicAdd(target + b.j0, w * b.w0);
+    if (b.w1 != 0.0) atomicAdd(target + b.j1, w * b.w1);
+  }
+  if (SHARED) {
+    __syncthreads();
+    for (int64_t j = threadIdx.x; j < nbins; j += blockDim.x) {
+      if (hist[j] != 0.0) atomicAdd(out + row * nbins + j, hist[j]);
+    }
+  }
+}
+
+template <typename scalar_t>
+__global__ void soft_histogram_backward_kernel(const scalar_t* __restrict__ grad,
+                                               const scalar_t* __restrict__ values,
+                                               const scalar_t* __restrict__ weights,
+                                               int64_t total, int64_t length, double lo,
+                                               double hi, int64_t nbins,
+                                               scalar_t* __restrict__ grad_values,
+                                               scalar_t* __restrict__ grad_weights) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= total) return;
+  SoftBin b;
+  if (!soft_bin(static_cast<double>(values[i]), lo, hi, nbins, &b)) return;
+  const scalar_t* grow = grad + (i / length) * nbins;
+  const double g0 = static_cast<double>(grow[b.j0]), g1 = static_cast<double>(grow[b.j1]);
+  const double w = weights != nullptr ? static_cast<double>(weights[i]) : 1.0;
+  grad_values[i] = static_cast<scalar_t>(w * b.slope * (g1 - g0));
+  grad_weights[i] = static_cast<scalar_t>(b.w0 * g0 + b.w1 * g1);
+}
+
+at::Tensor soft_histogram_cuda(const at::Tensor& values, const c10::optional<at::Tensor>& weights,
+                               double lo, double hi, int64_t nbins) {
+  check_values_weights(values, weights);
+  check_range(lo, hi);
+  check_nbins(nbins);
+  const c10::cuda::CUDAGuard guard(values.device());
+  const int64_t length = values.size(-1);
+  const int64_t rows = length == 0 ? values.numel() : values.numel() / length;
+  const std::vector<int64_t> out_shape = with_last(values.sizes(), nbins);
+  if (rows == 0 || length == 0) return at::zeros(out_shape, values.options());
+  TORCH_CHECK(rows <= 65535, "soft_histogram on CUDA supports at most 65535 rows, got ", rows);
+  const at::Tensor v = values.contiguous();
+  const at::Tensor w = weights_or_undefined(weights);
+  at::Tensor acc = at::zeros({rows, nbins}, values.options().dtype(at::kDouble));
+  const int64_t blocks_x = std::min<int64_t>((length + kThreads - 1) / kThreads, 1024);
+  const dim3 grid(static_cast<unsigned>(blocks_x), static_cast<unsigned>(rows));
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "soft_histogram_cuda", [&] {
+    const scalar_t* wp = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
+    if (nbins <= kSharedBins) {
+      soft_histogram_kernel<scalar_t, true><<<grid, kThreads, nbins * sizeof(double), stream>>>(
+          v.data_ptr<scalar_t>(), wp, length, lo, hi, nbins, acc.data_ptr<double>());
+    } else {
+      soft_histogram_kernel<scalar_t, false><<<grid, kThreads, 0, stream>>>(
+          v.data_ptr<scalar_t>(), wp, length, lo, hi, nbins, acc.data_ptr<double>());
+    }
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return acc.to(values.scalar_type()).reshape(out_shape);
+}
+
+std::tuple<at::Tensor, at::Tensor> soft_histogram_backward_cuda(
+    const at::Tensor& grad, const at::Tensor& values, const c10::optional<at::Tensor>& weights,
+    double lo, double hi, int64_t nbins) {
+  check_values_weights(values, weights);
+  check_range(lo, hi);
+  check_nbins(nbins);
+  TORCH_CHECK(grad.sizes() == at::IntArrayRef(with_last(values.sizes(), nbins)),
+              "grad must have shape ", at::IntArrayRef(with_last(values.sizes(), nbins)),
+              ", got ", grad.sizes());
+  TORCH_CHECK(grad.scalar_type() == values.scalar_type(), "grad dtype differs from values dtype");
+  const c10::cuda::CUDAGuard guard(values.device());
+  const at::Tensor v = values.contiguous();
+  const at::Tensor g = grad.contiguous();
+  const at::Tensor w = weights_or_undefined(weights);
+  at::Tensor grad_values = at::zeros_like(v);
+  at::Tensor grad_weights = at::zeros_like(v);
+  const int64_t total = v.numel();
+  if (total == 0) return {grad_values, grad_weights};
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "soft_histogram_backward_cuda", [&] {
+    soft_histogram_backward_kernel<scalar_t><<<(total + kThreads - 1) / kThreads, kThreads, 0,
+                                               stream>>>(
+        g.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(),
+        w.defined() ? w.data_ptr<scalar_t>() : nullptr, total, v.size(-1), lo, hi, nbins,
+        grad_values.data_ptr<scalar_t>(), grad_weights.data_ptr<scalar_t>());
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {grad_values, grad_weights};
+}
+
+}  // namespace
+}  // namespace lss
+
+TORCH_LIBRARY_IMPL(lsscore, CUDA, m) {
+  m.impl("soft_histogram", &lss::soft_histogram_cuda);
+  m.impl("soft_histogram_backward", &lss::soft_histogram_backward_cuda);
+}
