@@ -7,6 +7,6 @@ The statistics kernels are usable on their own, on torch tensors or NumPy arrays
 """
 from ._version import __version__
 from ._ext import BuildError, build_info
-from . import ops
+from . import ops, stats
 
-__all__ = ["__version__", "BuildError", "build_info", "ops"]
+__all__ = ["__version__", "BuildError", "build_info", "ops", "stats"]

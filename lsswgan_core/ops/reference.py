@@ -141,3 +141,38 @@ def soft_histogram_reference(values, lo, hi, nbins, weights=None):
     share = torch.clamp(1 - (vc[..., None] - centres).abs() / width, min=0.0)
     w = torch.ones_like(v) if weights is None else weights.to(torch.float64)
     return (share * (w * inside)[..., None]).sum(-2)
+
+
+def bispectrum_reference(field, box_size, k1, k2, thetas, width=None):
+    """Brute-force triangle sum over the full complex FFT: the mean of F(q1) F(q2) F(q3) over
+    q1 in S1, q2 in S2, q3 = -(q1 + q2) (mod n) in S3, times L^6 / n^9. Small grids only."""
+    import math
+
+    f = field.to(torch.float64)
+    n = f.shape[-1]
+    k_fund = 2 * math.pi / box_size
+    width = k_fund if width is None else width
+    spectrum = torch.fft.fftn(f, dim=(-3, -2, -1))
+    freq = torch.fft.fftfreq(n, d=1.0 / n, dtype=torch.float64)
+    kx, ky, kz = torch.meshgrid(freq, freq, freq, indexing="ij")
+    kmag = k_fund * torch.sqrt(kx**2 + ky**2 + kz**2)
+
+    def members(k):
+        return ((kmag >= k - width) & (kmag < k + width) & (kmag > 0))
+
+    s1, s2 = members(k1).nonzero(), members(k2).nonzero()
+    q1 = s1[:, None, :].expand(-1, len(s2), -1).reshape(-1, 3)
+    q2 = s2[None, :, :].expand(len(s1), -1, -1).reshape(-1, 3)
+    q3 = (-(q1 + q2)) % n
+    out = []
+    for t in thetas:
+        k3 = math.sqrt(max(k1 * k1 + k2 * k2 + 2 * k1 * k2 * math.cos(t), 0.0))
+        closed = members(k3)[q3[:, 0], q3[:, 1], q3[:, 2]]
+        if not closed.any():
+            out.append(torch.full(f.shape[:-3], float("nan"), dtype=torch.float64))
+            continue
+        a, b, c = q1[closed], q2[closed], q3[closed]
+        prod = (spectrum[..., a[:, 0], a[:, 1], a[:, 2]] * spectrum[..., b[:, 0], b[:, 1], b[:, 2]]
+                * spectrum[..., c[:, 0], c[:, 1], c[:, 2]])
+        out.append(box_size**6 / float(n) ** 9 * prod.mean(-1).real)
+    return torch.stack(out, dim=-1)
