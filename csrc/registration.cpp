@@ -29,11 +29,11 @@ TORCH_LIBRARY(lsscore, m) {
   // find_peaks: field (..., n, n, n) -> bool mask of strict maxima over (2r+1)^3 neighbourhoods.
   m.def("find_peaks(Tensor field, int radius, bool periodic) -> Tensor");
 
-  // bin_sum: values (..., M), index (M,) int64 in [-1, nbins), weight (M,) or None
-  //   -> (..., nbins): out[..., b] = sum_{index[m] == b} weight[m] values[..., m].
-  // The binning of |F(k)|^2 in power_spectrum; bin_sum_backward is its gather.
-  m.def("bin_sum(Tensor values, Tensor index, Tensor? weight, int nbins) -> Tensor");
-  m.def("bin_sum_backward(Tensor grad, Tensor index, Tensor? weight, int length) -> Tensor");
+  // bin_power: spectrum (..., M, 2) (complex as real pairs), index (M,) int64, weight (M,) or
+  // None -> (..., nbins): out[..., b] = sum_{index[m] == b} weight[m] |spectrum[..., m]|^2;
+  // entries of index outside [0, nbins) are left out. The binning in power_spectrum.
+  m.def("bin_power(Tensor spectrum, Tensor index, Tensor? weight, int nbins) -> Tensor");
+  m.def("bin_power_backward(Tensor grad, Tensor spectrum, Tensor index, Tensor? weight) -> Tensor");
 
   // soft_histogram: values (..., M), weights (..., M) or None -> (..., nbins), triangle kernel
   // on [lo, hi]; the backward returns (grad_values, grad_weights).

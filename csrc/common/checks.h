@@ -126,12 +126,16 @@ inline void check_range(double lo, double hi) {
               "need finite lo < hi, got lo=", lo, " hi=", hi);
 }
 
-// (..., M) values with optional same-shaped weights; NaN values are an error.
-inline void check_values_weights(const at::Tensor& values, const c10::optional<at::Tensor>& weights) {
+// (..., M) values with optional same-shaped weights. With count_nan, NaN values are an
+// error here (one ATen pass); kernels that count NaN themselves pass false.
+inline void check_values_weights(const at::Tensor& values, const c10::optional<at::Tensor>& weights,
+                                 bool count_nan) {
   LSS_CHECK_FLOATING(values, "values");
   TORCH_CHECK(values.dim() >= 1, "values must have shape (..., M), got a scalar");
-  const int64_t nan = values.numel() == 0 ? 0 : at::isnan(values).sum().item<int64_t>();
-  TORCH_CHECK(nan == 0, "values contain ", nan, " NaN entries");
+  if (count_nan && values.numel() > 0) {
+    const int64_t nan = at::isnan(values).sum().item<int64_t>();
+    TORCH_CHECK(nan == 0, "values contain ", nan, " NaN entries");
+  }
   if (weights.has_value() && weights->defined()) {
     const at::Tensor& w = *weights;
     TORCH_CHECK(w.sizes() == values.sizes(), "weights must have the shape of values ",
@@ -154,24 +158,27 @@ inline std::vector<int64_t> with_last(at::IntArrayRef sizes, int64_t last) {
 
 namespace lss {
 
-// bin_sum's index (M,) int64 in [-1, nbins) and optional weight (M,).
-inline void check_bin_index(const at::Tensor& index, const c10::optional<at::Tensor>& weight,
-                     const at::Tensor& values, int64_t length, int64_t nbins) {
+// bin_power's spectrum (..., M, 2) (a complex spectrum viewed as real pairs), index (M,) int64
+// and optional weight (M,). Index entries outside [0, nbins) leave the mode out, so no pass
+// over the index is needed to make any index safe.
+inline int64_t check_bin_power_args(const at::Tensor& spectrum, const at::Tensor& index,
+                                    const c10::optional<at::Tensor>& weight, int64_t nbins) {
   check_nbins(nbins);
+  LSS_CHECK_FLOATING(spectrum, "spectrum");
+  TORCH_CHECK(spectrum.dim() >= 2 && spectrum.size(-1) == 2,
+              "spectrum must have shape (..., M, 2) (torch.view_as_real of a complex spectrum), got ",
+              spectrum.sizes());
+  const int64_t length = spectrum.size(-2);
   TORCH_CHECK(index.scalar_type() == at::kLong && index.dim() == 1 && index.size(0) == length,
               "index must be an int64 tensor of shape (M,) = (", length, ",), got ",
               index.scalar_type(), " ", index.sizes());
-  LSS_CHECK_SAME_DEVICE(index, values, "index", "values");
-  if (length > 0) {
-    const int64_t lo = index.min().item<int64_t>(), hi = index.max().item<int64_t>();
-    TORCH_CHECK(lo >= -1 && hi < nbins, "index entries must lie in [-1, nbins) = [-1, ", nbins,
-                "), got [", lo, ", ", hi, "]");
-  }
+  LSS_CHECK_SAME_DEVICE(index, spectrum, "index", "spectrum");
   if (weight.has_value() && weight->defined()) {
     TORCH_CHECK(weight->dim() == 1 && weight->size(0) == length, "weight must have shape (M,)");
-    TORCH_CHECK(weight->scalar_type() == values.scalar_type(), "weight dtype differs from values");
-    LSS_CHECK_SAME_DEVICE(*weight, values, "weight", "values");
+    TORCH_CHECK(weight->scalar_type() == spectrum.scalar_type(), "weight dtype differs from spectrum");
+    LSS_CHECK_SAME_DEVICE(*weight, spectrum, "weight", "spectrum");
   }
+  return length;
 }
 
 }  // namespace lss

@@ -20,10 +20,20 @@ struct SoftBin {
   double slope;    // d w1 / d v = - d w0 / d v (0 at the edges)
 };
 
-LSS_HD inline bool soft_bin(double v, double lo, double hi, int64_t nbins, SoftBin* b) {
-  if (!(v >= lo && v <= hi)) return false;
-  const double width = (hi - lo) / static_cast<double>(nbins);
-  const double s = (v - lo) / width - 0.5;
+// The histogram's constants, computed once per call.
+struct SoftBins {
+  double lo, hi, inv_width;
+  int64_t nbins;
+};
+
+inline SoftBins make_soft_bins(double lo, double hi, int64_t nbins) {
+  return SoftBins{lo, hi, static_cast<double>(nbins) / (hi - lo), nbins};
+}
+
+LSS_HD inline bool soft_bin(double v, const SoftBins& h, SoftBin* b) {
+  if (!(v >= h.lo && v <= h.hi)) return false;
+  const int64_t nbins = h.nbins;
+  const double s = (v - h.lo) * h.inv_width - 0.5;
   if (s <= 0.0 || nbins == 1) {
     *b = SoftBin{0, 0, 1.0, 0.0, 0.0};
   } else if (s >= static_cast<double>(nbins - 1)) {
@@ -32,7 +42,7 @@ LSS_HD inline bool soft_bin(double v, double lo, double hi, int64_t nbins, SoftB
     int64_t j = floor_int(s);
     if (j > nbins - 2) j = nbins - 2;
     const double f = s - static_cast<double>(j);
-    *b = SoftBin{j, j + 1, 1.0 - f, f, 1.0 / width};
+    *b = SoftBin{j, j + 1, 1.0 - f, f, h.inv_width};
   }
   return true;
 }

@@ -1,6 +1,8 @@
 // CPU soft_histogram and its backward (maths in csrc/common/histogram.h). Each row of
 // (..., M) is cut into fixed chunks whose partial histograms (float64) are added in chunk
-// order: parallel, and the same result for any number of threads.
+// order: parallel, and the same result for any number of threads. Within a chunk, values go
+// round-robin into kLanes sub-histograms: consecutive values often hit the same bin, and one
+// histogram would chain every update on the previous one through memory.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -15,11 +17,14 @@
 namespace lss {
 namespace {
 
+constexpr int64_t kLanes = 4;
+
 at::Tensor soft_histogram_cpu(const at::Tensor& values, const c10::optional<at::Tensor>& weights,
                               double lo, double hi, int64_t nbins) {
-  check_values_weights(values, weights);
+  check_values_weights(values, weights, /*count_nan=*/false);
   check_range(lo, hi);
   check_nbins(nbins);
+  const SoftBins hb = make_soft_bins(lo, hi, nbins);
   const int64_t length = values.size(-1);
   const int64_t rows = length == 0 ? values.numel() : values.numel() / length;
   const at::Tensor v = values.contiguous();
@@ -28,24 +33,39 @@ at::Tensor soft_histogram_cpu(const at::Tensor& values, const c10::optional<at::
   if (rows == 0 || length == 0) return out;
   const RowChunks rc = row_chunks(rows, length);
   std::vector<double> partial(rows * rc.chunks * nbins, 0.0);
+  std::vector<int64_t> nan_count(rows * rc.chunks, 0);
   AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "soft_histogram_cpu", [&] {
     const scalar_t* vp = v.data_ptr<scalar_t>();
     const scalar_t* wp = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
     at::parallel_for(0, rows * rc.chunks, 1, [&](int64_t t0, int64_t t1) {
+      std::vector<double> lanes(kLanes * nbins);
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t row = t / rc.chunks, ch = t % rc.chunks;
         const int64_t begin = row * length + ch * rc.chunk;
         const int64_t end = row * length + std::min(length, (ch + 1) * rc.chunk);
-        double* hist = partial.data() + t * nbins;
+        std::fill(lanes.begin(), lanes.end(), 0.0);
+        int64_t nans = 0;
         for (int64_t m = begin; m < end; ++m) {
+          const double value = static_cast<double>(vp[m]);
           SoftBin b;
-          if (!soft_bin(static_cast<double>(vp[m]), lo, hi, nbins, &b)) continue;
+          if (!soft_bin(value, hb, &b)) {
+            nans += value != value;
+            continue;
+          }
+          double* hist = lanes.data() + (m % kLanes) * nbins;
           const double weight = wp != nullptr ? static_cast<double>(wp[m]) : 1.0;
           hist[b.j0] += weight * b.w0;
           hist[b.j1] += weight * b.w1;
         }
+        double* hist = partial.data() + t * nbins;
+        for (int64_t l = 0; l < kLanes; ++l)
+          for (int64_t j = 0; j < nbins; ++j) hist[j] += lanes[l * nbins + j];
+        nan_count[t] = nans;
       }
     });
+    int64_t nans = 0;
+    for (int64_t c : nan_count) nans += c;
+    TORCH_CHECK(nans == 0, "values contain ", nans, " NaN entries");
     scalar_t* op = out.data_ptr<scalar_t>();
     at::parallel_for(0, rows, 1, [&](int64_t r0, int64_t r1) {
       for (int64_t row = r0; row < r1; ++row) {
@@ -64,9 +84,10 @@ at::Tensor soft_histogram_cpu(const at::Tensor& values, const c10::optional<at::
 std::tuple<at::Tensor, at::Tensor> soft_histogram_backward_cpu(
     const at::Tensor& grad, const at::Tensor& values, const c10::optional<at::Tensor>& weights,
     double lo, double hi, int64_t nbins) {
-  check_values_weights(values, weights);
+  check_values_weights(values, weights, /*count_nan=*/false);  // NaN gets zero gradient
   check_range(lo, hi);
   check_nbins(nbins);
+  const SoftBins hb = make_soft_bins(lo, hi, nbins);
   TORCH_CHECK(grad.sizes() == at::IntArrayRef(with_last(values.sizes(), nbins)),
               "grad must have shape ", at::IntArrayRef(with_last(values.sizes(), nbins)),
               ", got ", grad.sizes());
@@ -87,7 +108,7 @@ std::tuple<at::Tensor, at::Tensor> soft_histogram_backward_cpu(
     at::parallel_for(0, v.numel(), 1 << 14, [&](int64_t m0, int64_t m1) {
       for (int64_t m = m0; m < m1; ++m) {
         SoftBin b;
-        if (!soft_bin(static_cast<double>(vp[m]), lo, hi, nbins, &b)) continue;
+        if (!soft_bin(static_cast<double>(vp[m]), hb, &b)) continue;
         const scalar_t* grow = gp + (m / length) * nbins;
         const double g0 = static_cast<double>(grow[b.j0]), g1 = static_cast<double>(grow[b.j1]);
         const double weight = wp != nullptr ? static_cast<double>(wp[m]) : 1.0;

@@ -19,6 +19,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "../common/checks.h"
@@ -159,10 +160,13 @@ void paint_kernel(const scalar_t* pos, const scalar_t* wts, int64_t num, scalar_
         }
       }
     });
-    // 3. deposit: even blocks, then odd blocks
+    // 3. deposit: even blocks, then odd blocks. Blocks are handed out one at a time
+    //    (clustered catalogues fill some blocks far more than others); which thread paints
+    //    a block does not change the result.
     for (int64_t phase = 0; phase < 2; ++phase) {
-      at::parallel_for(0, nb / 2, 1, [&](int64_t k0, int64_t k1) {
-        for (int64_t k = k0; k < k1; ++k) {
+      std::atomic<int64_t> next{0};
+      at::parallel_for(0, tasks, 1, [&](int64_t, int64_t) {
+        for (int64_t k = next++; k < nb / 2; k = next++) {
           const int64_t blk = 2 * k + phase;
           const int64_t end = block_start[blk + 1];
           for (int64_t j = block_start[blk]; j < end; ++j) deposit<ORDER>(records[j], grid, n);

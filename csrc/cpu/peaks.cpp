@@ -1,5 +1,7 @@
-// CPU find_peaks: one task per (cube, x-plane); interior voxels use linear offsets, the
-// boundary shell the wrapped or cropped test (csrc/common/peaks.h).
+// CPU find_peaks: one task per (cube, x-plane). Interior rows first compare every voxel with
+// its six face neighbours in a branch-free loop the compiler vectorises; only the survivors
+// (about 1 in 7 for a random field) take the full, early-exit test with linear offsets. The
+// boundary shell uses the wrapped or cropped test (csrc/common/peaks.h).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -34,6 +36,8 @@ at::Tensor find_peaks_cpu(const at::Tensor& field, int64_t radius, bool periodic
   AT_DISPATCH_FLOATING_TYPES(f.scalar_type(), "find_peaks_cpu", [&] {
     const scalar_t* data = f.data_ptr<scalar_t>();
     at::parallel_for(0, cubes * n, 1, [&](int64_t p0, int64_t p1) {
+      std::vector<uint8_t> face(n);
+      const int64_t plane = n * n;
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t c = p / n, x = p % n;
         const scalar_t* cube = data + c * n * n * n;
@@ -42,6 +46,23 @@ at::Tensor find_peaks_cpu(const at::Tensor& field, int64_t radius, bool periodic
         for (int64_t y = 0; y < n; ++y) {
           const bool row_inside = x_inside && y >= radius && y < n - radius;
           const int64_t row = (x * n + y) * n;
+          if (row_inside) {
+            const scalar_t* c = cube + row;
+            uint8_t* fp = face.data();
+            for (int64_t z = radius; z < n - radius; ++z) {
+              const scalar_t v = c[z];
+              fp[z] = (v > c[z - 1]) & (v > c[z + 1]) & (v > c[z - n]) & (v > c[z + n]) &
+                      (v > c[z - plane]) & (v > c[z + plane]);
+            }
+            for (int64_t z = 0; z < n; ++z) {
+              if (z >= radius && z < n - radius) {
+                cmask[row + z] = fp[z] && is_peak_interior(cube, row + z, linear.data(), count);
+              } else {
+                cmask[row + z] = is_peak_checked(cube, n, x, y, z, offsets.data(), count, periodic);
+              }
+            }
+            continue;
+          }
           for (int64_t z = 0; z < n; ++z) {
             const bool inside = row_inside && z >= radius && z < n - radius;
             cmask[row + z] = inside

@@ -22,8 +22,8 @@ constexpr int64_t kSharedBins = 4096;  // 32 KiB of float64
 template <typename scalar_t, bool SHARED>
 __global__ void soft_histogram_kernel(const scalar_t* __restrict__ values,
                                       const scalar_t* __restrict__ weights, int64_t length,
-                                      double lo, double hi, int64_t nbins,
-                                      double* __restrict__ out) {
+                                      SoftBins hb, double* __restrict__ out) {
+  const int64_t nbins = hb.nbins;
   extern __shared__ double hist[];
   const int64_t row = blockIdx.y;
   double* target = SHARED ? hist : out + row * nbins;
@@ -36,7 +36,7 @@ __global__ void soft_histogram_kernel(const scalar_t* __restrict__ values,
        m += stride) {
     const int64_t i = row * length + m;
     SoftBin b;
-    if (!soft_bin(static_cast<double>(values[i]), lo, hi, nbins, &b)) continue;
+    if (!soft_bin(static_cast<double>(values[i]), hb, &b)) continue;
     const double w = weights != nullptr ? static_cast<double>(weights[i]) : 1.0;
     atomicAdd(target + b.j0, w * b.w0);
     if (b.w1 != 0.0) atomicAdd(target + b.j1, w * b.w1);
@@ -53,15 +53,14 @@ template <typename scalar_t>
 __global__ void soft_histogram_backward_kernel(const scalar_t* __restrict__ grad,
                                                const scalar_t* __restrict__ values,
                                                const scalar_t* __restrict__ weights,
-                                               int64_t total, int64_t length, double lo,
-                                               double hi, int64_t nbins,
+                                               int64_t total, int64_t length, SoftBins hb,
                                                scalar_t* __restrict__ grad_values,
                                                scalar_t* __restrict__ grad_weights) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= total) return;
   SoftBin b;
-  if (!soft_bin(static_cast<double>(values[i]), lo, hi, nbins, &b)) return;
-  const scalar_t* grow = grad + (i / length) * nbins;
+  if (!soft_bin(static_cast<double>(values[i]), hb, &b)) return;
+  const scalar_t* grow = grad + (i / length) * hb.nbins;
   const double g0 = static_cast<double>(grow[b.j0]), g1 = static_cast<double>(grow[b.j1]);
   const double w = weights != nullptr ? static_cast<double>(weights[i]) : 1.0;
   grad_values[i] = static_cast<scalar_t>(w * b.slope * (g1 - g0));
@@ -70,7 +69,7 @@ __global__ void soft_histogram_backward_kernel(const scalar_t* __restrict__ grad
 
 at::Tensor soft_histogram_cuda(const at::Tensor& values, const c10::optional<at::Tensor>& weights,
                                double lo, double hi, int64_t nbins) {
-  check_values_weights(values, weights);
+  check_values_weights(values, weights, /*count_nan=*/true);
   check_range(lo, hi);
   check_nbins(nbins);
   const c10::cuda::CUDAGuard guard(values.device());
@@ -89,10 +88,10 @@ at::Tensor soft_histogram_cuda(const at::Tensor& values, const c10::optional<at:
     const scalar_t* wp = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
     if (nbins <= kSharedBins) {
       soft_histogram_kernel<scalar_t, true><<<grid, kThreads, nbins * sizeof(double), stream>>>(
-          v.data_ptr<scalar_t>(), wp, length, lo, hi, nbins, acc.data_ptr<double>());
+          v.data_ptr<scalar_t>(), wp, length, make_soft_bins(lo, hi, nbins), acc.data_ptr<double>());
     } else {
       soft_histogram_kernel<scalar_t, false><<<grid, kThreads, 0, stream>>>(
-          v.data_ptr<scalar_t>(), wp, length, lo, hi, nbins, acc.data_ptr<double>());
+          v.data_ptr<scalar_t>(), wp, length, make_soft_bins(lo, hi, nbins), acc.data_ptr<double>());
     }
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -102,7 +101,7 @@ at::Tensor soft_histogram_cuda(const at::Tensor& values, const c10::optional<at:
 std::tuple<at::Tensor, at::Tensor> soft_histogram_backward_cuda(
     const at::Tensor& grad, const at::Tensor& values, const c10::optional<at::Tensor>& weights,
     double lo, double hi, int64_t nbins) {
-  check_values_weights(values, weights);
+  check_values_weights(values, weights, /*count_nan=*/false);
   check_range(lo, hi);
   check_nbins(nbins);
   TORCH_CHECK(grad.sizes() == at::IntArrayRef(with_last(values.sizes(), nbins)),
@@ -122,7 +121,8 @@ std::tuple<at::Tensor, at::Tensor> soft_histogram_backward_cuda(
     soft_histogram_backward_kernel<scalar_t><<<(total + kThreads - 1) / kThreads, kThreads, 0,
                                                stream>>>(
         g.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(),
-        w.defined() ? w.data_ptr<scalar_t>() : nullptr, total, v.size(-1), lo, hi, nbins,
+        w.defined() ? w.data_ptr<scalar_t>() : nullptr, total, v.size(-1),
+        make_soft_bins(lo, hi, nbins),
         grad_values.data_ptr<scalar_t>(), grad_weights.data_ptr<scalar_t>());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -1,5 +1,6 @@
-// CUDA bin_sum (the binning of |F(k)|^2) and its backward gather. Blocks accumulate a float64
-// histogram of a slice of one row in shared memory, then add it to the result with atomics.
+// CUDA bin_power (the binning of |F(k)|^2, see csrc/cpu/power_spectrum.cpp) and its backward.
+// Blocks accumulate a float64 histogram of a slice of one row in shared memory, then add it to
+// the result with atomics (float64 atomics need sm_60+).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAException.h>
@@ -16,9 +17,10 @@ constexpr int kThreads = 256;
 constexpr int64_t kSharedBins = 4096;
 
 template <typename scalar_t, bool SHARED>
-__global__ void bin_sum_kernel(const scalar_t* __restrict__ values, const int64_t* __restrict__ index,
-                               const scalar_t* __restrict__ weight, int64_t length, int64_t nbins,
-                               double* __restrict__ out) {
+__global__ void bin_power_kernel(const scalar_t* __restrict__ spectrum,
+                                 const int64_t* __restrict__ index,
+                                 const scalar_t* __restrict__ weight, int64_t length,
+                                 int64_t nbins, double* __restrict__ out) {
   extern __shared__ double hist[];
   const int64_t row = blockIdx.y;
   double* target = SHARED ? hist : out + row * nbins;
@@ -30,9 +32,11 @@ __global__ void bin_sum_kernel(const scalar_t* __restrict__ values, const int64_
   for (int64_t m = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; m < length;
        m += stride) {
     const int64_t b = index[m];
-    if (b < 0) continue;
+    if (b < 0 || b >= nbins) continue;
+    const int64_t i = row * length + m;
+    const double re = static_cast<double>(spectrum[2 * i]), im = static_cast<double>(spectrum[2 * i + 1]);
     const double w = weight != nullptr ? static_cast<double>(weight[m]) : 1.0;
-    atomicAdd(target + b, w * static_cast<double>(values[row * length + m]));
+    atomicAdd(target + b, w * (re * re + im * im));
   }
   if (SHARED) {
     __syncthreads();
@@ -43,69 +47,73 @@ __global__ void bin_sum_kernel(const scalar_t* __restrict__ values, const int64_
 }
 
 template <typename scalar_t>
-__global__ void bin_sum_backward_kernel(const scalar_t* __restrict__ grad,
-                                        const int64_t* __restrict__ index,
-                                        const scalar_t* __restrict__ weight, int64_t total,
-                                        int64_t length, int64_t nbins, scalar_t* __restrict__ out) {
+__global__ void bin_power_backward_kernel(const scalar_t* __restrict__ grad,
+                                          const scalar_t* __restrict__ spectrum,
+                                          const int64_t* __restrict__ index,
+                                          const scalar_t* __restrict__ weight, int64_t total,
+                                          int64_t length, int64_t nbins, scalar_t* __restrict__ out) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= total) return;
   const int64_t m = i % length, b = index[m];
-  if (b < 0) return;
-  const double w = weight != nullptr ? static_cast<double>(weight[m]) : 1.0;
-  out[i] = static_cast<scalar_t>(w * static_cast<double>(grad[(i / length) * nbins + b]));
+  if (b < 0 || b >= nbins) return;
+  const double scale = 2.0 * (weight != nullptr ? static_cast<double>(weight[m]) : 1.0) *
+                       static_cast<double>(grad[(i / length) * nbins + b]);
+  out[2 * i] = static_cast<scalar_t>(scale * static_cast<double>(spectrum[2 * i]));
+  out[2 * i + 1] = static_cast<scalar_t>(scale * static_cast<double>(spectrum[2 * i + 1]));
 }
 
-at::Tensor bin_sum_cuda(const at::Tensor& values, const at::Tensor& index,
-                        const c10::optional<at::Tensor>& weight, int64_t nbins) {
-  LSS_CHECK_FLOATING(values, "values");
-  TORCH_CHECK(values.dim() >= 1, "values must have shape (..., M)");
-  const int64_t length = values.size(-1);
-  check_bin_index(index, weight, values, length, nbins);
-  const c10::cuda::CUDAGuard guard(values.device());
-  const int64_t rows = length == 0 ? values.numel() : values.numel() / length;
-  const std::vector<int64_t> out_shape = with_last(values.sizes(), nbins);
-  if (rows == 0 || length == 0) return at::zeros(out_shape, values.options());
-  TORCH_CHECK(rows <= 65535, "bin_sum on CUDA supports at most 65535 rows, got ", rows);
-  const at::Tensor v = values.contiguous();
+at::Tensor bin_power_cuda(const at::Tensor& spectrum, const at::Tensor& index,
+                          const c10::optional<at::Tensor>& weight, int64_t nbins) {
+  const int64_t length = check_bin_power_args(spectrum, index, weight, nbins);
+  const c10::cuda::CUDAGuard guard(spectrum.device());
+  std::vector<int64_t> shape(spectrum.sizes().begin(), spectrum.sizes().end() - 1);
+  shape.back() = nbins;
+  const int64_t rows = length == 0 ? 0 : spectrum.numel() / (2 * length);
+  if (rows == 0) return at::zeros(shape, spectrum.options());
+  TORCH_CHECK(rows <= 65535, "bin_power on CUDA supports at most 65535 rows, got ", rows);
+  const at::Tensor s = spectrum.contiguous();
   const at::Tensor idx = index.contiguous();
   const at::Tensor w = weights_or_undefined(weight);
-  at::Tensor acc = at::zeros({rows, nbins}, values.options().dtype(at::kDouble));
+  at::Tensor acc = at::zeros({rows, nbins}, spectrum.options().dtype(at::kDouble));
   const int64_t blocks_x = std::min<int64_t>((length + kThreads - 1) / kThreads, 1024);
   const dim3 grid(static_cast<unsigned>(blocks_x), static_cast<unsigned>(rows));
   auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "bin_sum_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "bin_power_cuda", [&] {
     const scalar_t* wp = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
     if (nbins <= kSharedBins) {
-      bin_sum_kernel<scalar_t, true><<<grid, kThreads, nbins * sizeof(double), stream>>>(
-          v.data_ptr<scalar_t>(), idx.data_ptr<int64_t>(), wp, length, nbins, acc.data_ptr<double>());
+      bin_power_kernel<scalar_t, true><<<grid, kThreads, nbins * sizeof(double), stream>>>(
+          s.data_ptr<scalar_t>(), idx.data_ptr<int64_t>(), wp, length, nbins, acc.data_ptr<double>());
     } else {
-      bin_sum_kernel<scalar_t, false><<<grid, kThreads, 0, stream>>>(
-          v.data_ptr<scalar_t>(), idx.data_ptr<int64_t>(), wp, length, nbins, acc.data_ptr<double>());
+      bin_power_kernel<scalar_t, false><<<grid, kThreads, 0, stream>>>(
+          s.data_ptr<scalar_t>(), idx.data_ptr<int64_t>(), wp, length, nbins, acc.data_ptr<double>());
     }
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return acc.to(values.scalar_type()).reshape(out_shape);
+  return acc.to(spectrum.scalar_type()).reshape(shape);
 }
 
-at::Tensor bin_sum_backward_cuda(const at::Tensor& grad, const at::Tensor& index,
-                                 const c10::optional<at::Tensor>& weight, int64_t length) {
+at::Tensor bin_power_backward_cuda(const at::Tensor& grad, const at::Tensor& spectrum,
+                                   const at::Tensor& index, const c10::optional<at::Tensor>& weight) {
   LSS_CHECK_FLOATING(grad, "grad");
   TORCH_CHECK(grad.dim() >= 1, "grad must have shape (..., nbins)");
   const int64_t nbins = grad.size(-1);
-  check_bin_index(index, weight, grad, length, nbins);
-  const c10::cuda::CUDAGuard guard(grad.device());
-  at::Tensor out = at::zeros(with_last(grad.sizes(), length), grad.options());
-  const int64_t total = out.numel();
+  const int64_t length = check_bin_power_args(spectrum, index, weight, nbins);
+  TORCH_CHECK(grad.numel() == (length == 0 ? grad.numel() : spectrum.numel() / (2 * length)) * nbins,
+              "grad has ", grad.numel(), " entries; expected one row of nbins per spectrum row");
+  TORCH_CHECK(grad.scalar_type() == spectrum.scalar_type(), "grad dtype differs from spectrum");
+  const c10::cuda::CUDAGuard guard(spectrum.device());
+  at::Tensor out = at::zeros_like(spectrum, at::MemoryFormat::Contiguous);
+  const int64_t total = length == 0 ? 0 : spectrum.numel() / 2;
   if (total == 0) return out;
   const at::Tensor g = grad.contiguous();
+  const at::Tensor s = spectrum.contiguous();
   const at::Tensor idx = index.contiguous();
   const at::Tensor w = weights_or_undefined(weight);
   auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "bin_sum_backward_cuda", [&] {
-    bin_sum_backward_kernel<scalar_t><<<(total + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
-        g.data_ptr<scalar_t>(), idx.data_ptr<int64_t>(),
-        w.defined() ? w.data_ptr<scalar_t>() : nullptr, total, length, nbins,
-        out.data_ptr<scalar_t>());
+  AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "bin_power_backward_cuda", [&] {
+    bin_power_backward_kernel<scalar_t><<<(total + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
+        g.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), idx.data_ptr<int64_t>(),
+        w.defined() ? w.data_ptr<scalar_t>() : nullptr, total, length, nbins, out.data_ptr<scalar_t>());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
@@ -115,6 +123,6 @@ at::Tensor bin_sum_backward_cuda(const at::Tensor& grad, const at::Tensor& index
 }  // namespace lss
 
 TORCH_LIBRARY_IMPL(lsscore, CUDA, m) {
-  m.impl("bin_sum", &lss::bin_sum_cuda);
-  m.impl("bin_sum_backward", &lss::bin_sum_backward_cuda);
+  m.impl("bin_power", &lss::bin_power_cuda);
+  m.impl("bin_power_backward", &lss::bin_power_backward_cuda);
 }

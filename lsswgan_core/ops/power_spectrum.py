@@ -11,8 +11,8 @@ modes assigned from the integer ``|n|^2`` (never from rounded float k). ``mas`` 
 ``|F|^2`` by the mass-assignment window ``prod_i sinc(k_i h / 2)^(2p)``, p = 1, 2, 3 for
 ngp, cic, tsc.
 
-The FFT is torch's; the binning and its backward are the compiled ``lsscore::bin_sum`` /
-``lsscore::bin_sum_backward``. The per-mode bin index and weights are cached per
+The FFT is torch's; the binning of ``|F|^2`` (read straight from the complex spectrum) and
+its backward are the compiled ``lsscore::bin_power`` / ``lsscore::bin_power_backward``. The per-mode bin index and weights are cached per
 (n, box size, bins, mas, device).
 """
 from __future__ import annotations
@@ -120,41 +120,42 @@ def power_spectrum(field, box_size: float, bins=None, mas: str | None = None):
         edges = tuple(arr.tolist())
     if n == 0:
         raise ValueError("field must have at least one cell per side")
-    if not bool(torch.isfinite(f).all()):
-        bad = int((~torch.isfinite(f)).sum())
-        raise ValueError(f"field contains {bad} non-finite values")
     index, weight, inv_modes, k_mean, n_modes = _mode_tensors(
         n, box_size, edges, mas, str(f.device), f.dtype)
     spectrum = torch.fft.rfftn(f, dim=(-3, -2, -1))
-    power = torch.view_as_real(spectrum).square().sum(-1)
-    power = power.reshape(*f.shape[:-3], -1)
-    pk = _ops.bin_sum(power, index, weight, len(n_modes)) * inv_modes
+    pairs = torch.view_as_real(spectrum.reshape(*f.shape[:-3], -1))
+    pk = _ops.bin_power(pairs, index, weight, len(n_modes)) * inv_modes
+    # a NaN or inf anywhere in the field spreads to every mode: checking the (..., nbins)
+    # result is as good as checking the field, and nearly free
+    if not bool(torch.isfinite(pk).all()):
+        bad = int((~torch.isfinite(f)).sum())
+        raise ValueError(f"field contains {bad} non-finite values" if bad else
+                         "the power spectrum overflowed: rescale the field")
     if numpy_in:
         return k_mean.copy(), to_output(pk, True), n_modes.copy()
     return (torch.as_tensor(k_mean, device=f.device), pk,
             torch.as_tensor(n_modes, device=f.device))
 
 
-@torch.library.register_fake("lsscore::bin_sum")
-def _bin_sum_fake(values, index, weight, nbins):
-    return values.new_empty((*values.shape[:-1], nbins))
+@torch.library.register_fake("lsscore::bin_power")
+def _bin_power_fake(spectrum, index, weight, nbins):
+    return spectrum.new_empty((*spectrum.shape[:-2], nbins))
 
 
-@torch.library.register_fake("lsscore::bin_sum_backward")
-def _bin_sum_backward_fake(grad, index, weight, length):
-    return grad.new_empty((*grad.shape[:-1], length))
+@torch.library.register_fake("lsscore::bin_power_backward")
+def _bin_power_backward_fake(grad, spectrum, index, weight):
+    return torch.empty_like(spectrum, memory_format=torch.contiguous_format)
 
 
 def _setup(ctx, inputs, output):
-    values, index, weight, nbins = inputs
-    ctx.length = values.shape[-1]
-    ctx.save_for_backward(index, weight)
+    spectrum, index, weight, nbins = inputs
+    ctx.save_for_backward(spectrum, index, weight)
 
 
 def _backward(ctx, grad):
-    index, weight = ctx.saved_tensors
-    grad_values = _ops.bin_sum_backward(grad.contiguous(), index, weight, ctx.length)
-    return grad_values, None, None, None
+    spectrum, index, weight = ctx.saved_tensors
+    grad_spectrum = _ops.bin_power_backward(grad.contiguous(), spectrum, index, weight)
+    return grad_spectrum, None, None, None
 
 
-torch.library.register_autograd("lsscore::bin_sum", _backward, setup_context=_setup)
+torch.library.register_autograd("lsscore::bin_power", _backward, setup_context=_setup)

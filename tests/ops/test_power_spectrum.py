@@ -120,16 +120,22 @@ def test_gradcheck_and_opcheck(rng, device):
     n, box = 6, 10.0
     field = torch.tensor(rng.normal(size=(2, n, n, n)), device=device, requires_grad=True)
     assert torch.autograd.gradcheck(lambda f: ops.power_spectrum(f, box, mas="cic")[1], (field,))
-    _, _, _ = ops.power_spectrum(field, box)
     index = torch.tensor([0, -1, 2, 1, 2], device=device)
-    values = torch.randn(3, 5, dtype=torch.float64, device=device, requires_grad=True)
+    pairs = torch.randn(3, 5, 2, dtype=torch.float64, device=device, requires_grad=True)
     weight = torch.rand(5, dtype=torch.float64, device=device)
-    torch.library.opcheck(torch.ops.lsscore.bin_sum.default, (values, index, weight, 3))
-    torch.library.opcheck(torch.ops.lsscore.bin_sum.default, (values.float(), index, None, 4))
-    torch.library.opcheck(torch.ops.lsscore.bin_sum_backward.default,
-                          (torch.randn(3, 3, dtype=torch.float64, device=device), index, weight, 5))
-    assert torch.autograd.gradcheck(
-        lambda v: torch.ops.lsscore.bin_sum(v, index, weight, 3), (values,))
+    bin_power = torch.ops.lsscore.bin_power
+    torch.library.opcheck(bin_power.default, (pairs, index, weight, 3))
+    torch.library.opcheck(bin_power.default, (pairs.detach().float(), index, None, 4))
+    torch.library.opcheck(torch.ops.lsscore.bin_power_backward.default,
+                          (torch.randn(3, 3, dtype=torch.float64, device=device), pairs.detach(),
+                           index, weight))
+    assert torch.autograd.gradcheck(lambda v: bin_power(v, index, weight, 3), (pairs,))
+    # against the definition
+    expected = torch.zeros(3, 3, dtype=torch.float64, device=device)
+    for m, b in enumerate(index.tolist()):
+        if b >= 0:
+            expected[:, b] += weight[m] * (pairs[:, m] ** 2).sum(-1)
+    torch.testing.assert_close(bin_power(pairs, index, weight, 3), expected)
 
 
 def test_gradient_matches_reference_autograd(rng):
@@ -172,14 +178,16 @@ def test_bad_input(call, exc, match):
         call()
 
 
-def test_raw_bin_sum_rejects_bad_index():
-    with pytest.raises(RuntimeError, match="index entries"):
-        torch.ops.lsscore.bin_sum(torch.ones(4), torch.tensor([0, 1, 5, 0]), None, 3)
-    with pytest.raises(RuntimeError, match="index entries"):
-        torch.ops.lsscore.bin_sum(torch.ones(4), torch.tensor([0, -2, 1, 0]), None, 3)
+def test_raw_bin_power_is_safe_for_any_index():
+    bin_power = torch.ops.lsscore.bin_power
+    pairs = torch.ones(4, 2)
+    # out-of-range entries (negative or >= nbins) leave the mode out, never read or write
+    out = bin_power(pairs, torch.tensor([0, 1, 5, -7]), None, 3)
+    assert out.tolist() == [2.0, 2.0, 0.0]
     with pytest.raises(RuntimeError, match="int64"):
-        torch.ops.lsscore.bin_sum(torch.ones(4), torch.tensor([0, 1, 1, 0], dtype=torch.int32),
-                                  None, 3)
+        bin_power(pairs, torch.tensor([0, 1, 1, 0], dtype=torch.int32), None, 3)
+    with pytest.raises(RuntimeError, match="shape"):
+        bin_power(torch.ones(4, 3), torch.tensor([0, 1, 1, 0]), None, 3)
 
 
 @requires_cuda
