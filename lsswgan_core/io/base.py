@@ -1,0 +1,74 @@
+"""What every snapshot reader returns, and the unit conventions."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+log = logging.getLogger("lsscore.io")
+
+DEFAULT_CHUNK = 1 << 20
+MPC_IN_CM = 3.085678e24
+LENGTH_UNITS = {"mpc/h": 1.0, "kpc/h": 1e-3}
+
+
+class SnapshotError(ValueError):
+    """A snapshot that cannot be read: names the file and what is wrong."""
+
+    def __init__(self, path, message: str):
+        super().__init__(f"{path}: {message}")
+        self.path = str(path)
+
+
+def parse_length_unit(unit: str | None) -> float | None:
+    """'Mpc/h' or 'kpc/h' -> factor to Mpc/h."""
+    if unit is None:
+        return None
+    key = unit.strip().lower()
+    if key not in LENGTH_UNITS:
+        raise ValueError(f"length unit must be one of 'Mpc/h', 'kpc/h', got {unit!r}")
+    return LENGTH_UNITS[key]
+
+
+def guess_length_factor(box_size: float, path) -> float:
+    """Gadget's default unit is kpc/h: a box of >= 5000 units is taken to be in kpc/h."""
+    factor = 1e-3 if box_size >= 5000 else 1.0
+    log.warning("%s: the file does not state its length unit; BoxSize %.6g read as %s "
+                "(pass length_unit= / --length-unit to override)", path, box_size,
+                "kpc/h" if factor == 1e-3 else "Mpc/h")
+    return factor
+
+
+@dataclass
+class Snapshot:
+    """Header facts of a snapshot (all of its files) and a chunked position reader."""
+
+    files: list[Path]
+    format: str
+    box_size: float                      # Mpc/h
+    npart: np.ndarray                    # particles per type, whole snapshot
+    redshift: float | None = None
+    scale_factor: float | None = None
+    cosmology: dict = field(default_factory=dict)
+    length_factor: float = 1.0           # file length unit -> Mpc/h
+    length_unit_source: str = "file"     # 'file', 'argument' or 'guess'
+
+    def iter_positions(self, ptype: int = 1, chunk: int = DEFAULT_CHUNK) -> Iterator[np.ndarray]:
+        """Yields (k, 3) float arrays of positions in Mpc/h, k <= chunk, file by file."""
+        if not 0 <= ptype < len(self.npart):
+            raise ValueError(f"particle type must be in [0, {len(self.npart)}), got {ptype}")
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
+        for raw in self._iter_raw(ptype, int(chunk)):
+            yield raw * self.length_factor if self.length_factor != 1.0 else raw
+
+    def _iter_raw(self, ptype: int, chunk: int) -> Iterator[np.ndarray]:  # pragma: no cover
+        raise NotImplementedError
+
+    def read_positions(self, ptype: int = 1) -> np.ndarray:
+        """All positions of a type at once (small snapshots and tests only)."""
+        parts = list(self.iter_positions(ptype))
+        return np.concatenate(parts) if parts else np.zeros((0, 3))

@@ -1,0 +1,47 @@
+"""Plain NumPy catalogues: an (N, 3) array in `.npy` (memory-mapped) or under the key
+'positions' (or the only array) of an `.npz`."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .base import Snapshot, SnapshotError
+
+
+class NumpySnapshot(Snapshot):
+    def _iter_raw(self, ptype: int, chunk: int) -> Iterator[np.ndarray]:
+        if ptype != 1:
+            return
+        array = _load(self.files[0])
+        for start in range(0, array.shape[0], chunk):
+            yield np.asarray(array[start:start + chunk])
+
+
+def _load(path: Path):
+    try:
+        if path.suffix == ".npy":
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        with np.load(path, allow_pickle=False) as z:
+            key = "positions" if "positions" in z.files else (z.files[0] if len(z.files) == 1
+                                                             else None)
+            if key is None:
+                raise SnapshotError(path, f"npz without a 'positions' array: {z.files}")
+            return z[key]
+    except (ValueError, OSError, EOFError) as exc:
+        raise SnapshotError(path, f"not a readable NumPy file ({exc})") from None
+
+
+def open_numpy(path: Path, box_size: float | None, factor: float | None) -> NumpySnapshot:
+    if box_size is None or not math.isfinite(box_size) or box_size <= 0:
+        raise SnapshotError(path, "a NumPy catalogue needs a positive box_size (Mpc/h)")
+    array = _load(path)
+    if array.ndim != 2 or array.shape[1] != 3 or array.dtype.kind != "f":
+        raise SnapshotError(path, f"expected a float (N, 3) array, got {array.dtype} {array.shape}")
+    factor = 1.0 if factor is None else factor
+    npart = np.zeros(6, dtype=np.int64)
+    npart[1] = array.shape[0]
+    return NumpySnapshot(files=[path], format="numpy", box_size=float(box_size), npart=npart,
+                         length_factor=factor, length_unit_source="argument")
