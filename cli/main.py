@@ -20,10 +20,12 @@ def cli():
 
 
 def _register():
-    from . import demo, info, paint  # noqa: PLC0415
+    from . import demo, info, paint, preprocess, simulate  # noqa: PLC0415
 
     cli.add_command(info.info)
     cli.add_command(paint.paint)
+    cli.add_command(simulate.simulate)
+    cli.add_command(preprocess.preprocess)
     cli.add_command(demo.demo)
 
 

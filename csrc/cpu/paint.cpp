@@ -9,8 +9,8 @@
 //   2. locate: each particle's first cell and offsets, written straight into its block's
 //      place in a record buffer (a stable counting sort);
 //   3. deposit: blocks of one parity in parallel, then the other, streaming the records.
-// The extra memory is one record buffer per chunk (2^18 particles: 7 MiB in float32,
-// 12 MiB in float64), never a grid per thread; the summation order, hence the result, does
+// The extra memory is one record buffer per chunk, sized to at most one grid (and at least
+// 2^14 particles, about 0.5 MiB, for tiny grids; at most 2^20 particles), never a grid per thread; the summation order, hence the result, does
 // not depend on the number of threads; and each thread's writes stay within a few slabs,
 // which keeps a large grid's random updates in cache.
 #include <ATen/ATen.h>
@@ -28,7 +28,8 @@
 namespace lss {
 namespace {
 
-constexpr int64_t kChunk = int64_t{1} << 20;          // particles bucketed at a time
+constexpr int64_t kMinChunk = int64_t{1} << 14;       // particles bucketed at a time: at least,
+constexpr int64_t kMaxChunk = int64_t{1} << 20;       // at most
 constexpr int64_t kSortThreshold = int64_t{1} << 13;  // below: one serial loop
 constexpr int64_t kMaxBlocks = 256;
 
@@ -103,12 +104,16 @@ void paint_kernel(const scalar_t* pos, const scalar_t* wts, int64_t num, scalar_
   std::vector<int32_t> block_of_slab(n);
   for (int64_t s = 0; s < n; ++s) block_of_slab[s] = static_cast<int32_t>(s * nb / n);
   const int64_t tasks = std::max<int64_t>(1, at::get_num_threads());
-  std::vector<Record<scalar_t, ORDER>> records(std::min(kChunk, num));
-  std::vector<int16_t> block_id(std::min(kChunk, num));  // kMaxBlocks fits
+  // the buffers take at most the memory of one grid (see the top of the file)
+  const int64_t per_particle = sizeof(Record<scalar_t, ORDER>) + sizeof(int16_t);
+  const int64_t chunk = std::clamp<int64_t>(n * n * n * int64_t{sizeof(scalar_t)} / per_particle,
+                                             kMinChunk, kMaxChunk);
+  std::vector<Record<scalar_t, ORDER>> records(std::min(chunk, num));
+  std::vector<int16_t> block_id(std::min(chunk, num));  // kMaxBlocks fits
   std::vector<int64_t> counts(tasks * nb), block_start(nb + 1);
 
-  for (int64_t start = 0; start < num; start += kChunk) {
-    const int64_t len = std::min(kChunk, num - start);
+  for (int64_t start = 0; start < num; start += chunk) {
+    const int64_t len = std::min(chunk, num - start);
     const scalar_t* cpos = pos + 3 * start;
     const scalar_t* cwts = wts != nullptr ? wts + start : nullptr;
     auto range = [&](int64_t t, int64_t* b, int64_t* e) {

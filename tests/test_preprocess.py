@@ -1,0 +1,125 @@
+"""`lsscore preprocess`: splits by simulation, the file's contents and attributes, resuming
+after a real kill, bad inputs, and the torch Dataset."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from lsscore.main import cli
+from lsswgan_core.data import CubeDataset, PreprocessConfig, Transform, assign_splits, preprocess
+from lsswgan_core.io import write_gadget
+from lsswgan_core.simulate import write_suite
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    root = tmp_path_factory.mktemp("suite")
+    write_suite(root, 5, 16, 64.0, seed=2, pm_steps=3, show_progress=False)
+    return sorted(str(p) for p in root.glob("sim_*"))
+
+
+def _contents(path):
+    with h5py.File(path, "r") as f:
+        data = {k: f[k][:] for k in f}
+        attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items()}
+    return data, attrs
+
+
+def test_assign_splits_by_simulation():
+    s = assign_splits(10, (0.8, 0.1, 0.1), seed=0)
+    assert sorted(s["train"] + s["val"] + s["dg"]) == list(range(10))
+    assert (len(s["train"]), len(s["val"]), len(s["dg"])) == (8, 1, 1)
+    s = assign_splits(3, (0.8, 0.1, 0.1), seed=0)
+    assert all(len(v) == 1 for v in s.values())
+    assert assign_splits(10, (0.8, 0.1, 0.1), seed=1) != assign_splits(10, (0.8, 0.1, 0.1), seed=0)
+
+
+def test_end_to_end_through_the_cli(tmp_path, suite):
+    out = tmp_path / "data.h5"
+    result = CliRunner().invoke(cli, ["preprocess", *suite, "--out", str(out), "--grid", "32",
+                                      "--cube", "8", "--cubes-per-box", "6", "--seed", "4",
+                                      "--length-unit", "Mpc/h"])
+    assert result.exit_code == 0, result.output
+    data, attrs = _contents(out)
+    assert data["train"].shape == (3 * 6, 8, 8, 8) and data["dg"].shape == (6, 8, 8, 8)
+    assert data["train"].min() >= 0 and data["train"].max() == pytest.approx(1.0)
+    assert attrs["box_size"] == 64.0 and attrs["cube_size"] == 16.0 and attrs["grid"] == 32
+    assert attrs["scheme"] == "ngp" and attrs["format_version"] == 1
+    assert len(attrs["source_files"]) == 5
+    with h5py.File(out) as f:
+        sims = [set(f[k].attrs["simulations"].tolist()) for k in ("train", "val", "dg")]
+    assert not (sims[0] & sims[1] or sims[0] & sims[2] or sims[1] & sims[2])
+    # the transform is recorded and inverts to rho/rhobar: mean over many cubes near 1
+    t = Transform.from_attrs(attrs)
+    x = t.inverse(data["train"].astype(np.float64))
+    assert x.max() == pytest.approx(attrs["x_max"], rel=1e-6)
+    assert 0.7 < x.mean() < 1.3
+    assert not os.path.exists(str(out) + ".partial") and not os.path.exists(str(out) + ".tmp")
+    ds = CubeDataset(out, "val")
+    assert len(ds) == 6 and ds[0].shape == (1, 8, 8, 8) and ds[0].dtype == torch.float32
+    with pytest.raises(KeyError, match="no split"):
+        CubeDataset(out, "test")
+
+
+def test_workers_give_the_same_file(tmp_path, suite):
+    cfg = dict(grid=32, cube=8, cubes_per_box=4, seed=9, length_unit="Mpc/h")
+    a = preprocess(suite, tmp_path / "a.h5", PreprocessConfig(**cfg), show_progress=False)
+    b = preprocess(suite, tmp_path / "b.h5", PreprocessConfig(**cfg, workers=2),
+                   show_progress=False)
+    da, _ = _contents(a)
+    db, _ = _contents(b)
+    for k in da:
+        assert np.array_equal(da[k], db[k])
+
+
+def test_resume_after_kill_gives_the_same_file(tmp_path, suite):
+    args = [*suite, "--grid", "32", "--cube", "8", "--cubes-per-box", "5", "--seed", "3",
+            "--length-unit", "Mpc/h"]
+    ref = tmp_path / "ref.h5"
+    assert CliRunner().invoke(cli, ["preprocess", *args, "--out", str(ref)]).exit_code == 0
+    out = tmp_path / "killed.h5"
+    cmd = [sys.executable, "-m", "lsscore", "preprocess", *args, "--out", str(out)]
+    env = dict(os.environ, LSSCORE_PREPROCESS_SLOW="1")
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            env=env)
+    deadline = time.time() + 120
+    for line in proc.stderr:  # progress lines: kill once two simulations are stored
+        if "2/5" in line or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists() and os.path.isdir(str(out) + ".partial")
+    finished = list((tmp_path / "killed.h5.partial").glob("sim_?????.npy"))
+    assert 2 <= len(finished) < 5
+    result = CliRunner().invoke(cli, ["preprocess", *args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    ref_data, ref_attrs = _contents(ref)
+    data, attrs = _contents(out)
+    for k in ref_data:
+        assert np.array_equal(ref_data[k], data[k])
+    assert {k: v for k, v in attrs.items()} == ref_attrs
+
+
+def test_bad_inputs(tmp_path, suite, rng):
+    other = tmp_path / "other"
+    write_gadget(other, rng.uniform(0, 10, (100, 3)), 10.0)
+    result = CliRunner().invoke(cli, ["preprocess", suite[0], str(other), "--out",
+                                      str(tmp_path / "x.h5"), "--grid", "32", "--cube", "8",
+                                      "--length-unit", "Mpc/h"])
+    assert result.exit_code != 0 and "different box sizes" in result.output
+    result = CliRunner().invoke(cli, ["preprocess", suite[0], "--out", str(tmp_path / "x.h5"),
+                                      "--grid", "30", "--cube", "8"])
+    assert result.exit_code != 0 and "does not divide" in result.output
+    result = CliRunner().invoke(cli, ["preprocess", str(tmp_path / "missing"), "--out",
+                                      str(tmp_path / "x.h5")])
+    assert result.exit_code != 0 and "no such file" in result.output
+    result = CliRunner().invoke(cli, ["preprocess", suite[0], "--out", str(tmp_path / "x.h5"),
+                                      "--split", "0.8,0.2"])
+    assert result.exit_code != 0 and "three" in result.output

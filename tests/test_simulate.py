@@ -1,0 +1,74 @@
+"""`lsscore simulate`: the linear spectrum, linear growth on large scales, nonlinear growth on
+small scales, mass conservation, determinism, and the snapshot it writes."""
+import math
+
+import numpy as np
+import pytest
+
+from lsswgan_core import ops
+from lsswgan_core.cosmology import Cosmology
+from lsswgan_core.io import open_snapshot
+from lsswgan_core.simulate import run_simulation, write_suite
+
+N, BOX = 32, 250.0
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return run_simulation(N, BOX, seed=5, pm_steps=8)
+
+
+def test_cosmology_basics():
+    c = Cosmology()
+    assert c.growth(1.0) == pytest.approx(1.0)
+    # growth is ~a early on (matter domination), suppressed by Lambda later
+    assert c.growth(0.01) / 0.01 == pytest.approx(c.growth(0.02) / 0.02, rel=2e-3)
+    assert c.growth(0.5) < 0.5 / c.growth(1.0) * c.growth(1.0) * 1.3
+    a, eps = 0.4, 1e-4
+    numeric = (c.growth(a + eps) - c.growth(a - eps)) / (2 * eps)
+    assert c.growth_derivative(a) == pytest.approx(numeric, rel=1e-5)
+    assert c.sigma_r(8.0, (c.sigma8 / c.sigma_r(8.0)) ** 2) == pytest.approx(c.sigma8, rel=1e-6)
+    k = np.geomspace(0.01, 0.3, 200)
+    # the baryon wiggles: the ratio to a smooth fit oscillates
+    ratio = c.linear_power(k) / np.exp(np.polyval(np.polyfit(np.log(k), np.log(c.linear_power(k)), 4), np.log(k)))
+    assert np.ptp(ratio) > 0.03
+    assert c.transfer(np.array([1e-5]))[0] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_initial_field_has_the_linear_spectrum(sim):
+    c = Cosmology()
+    k, pk, modes = ops.power_spectrum(sim.initial_delta, BOX)
+    expected = c.linear_power(k)
+    chi2 = np.sum((pk - expected) ** 2 / (expected**2 / (modes / 2)))
+    dof = len(k)
+    assert abs(chi2 - dof) < 4 * math.sqrt(2 * dof), (chi2, dof)
+
+
+def test_linear_growth_on_large_scales_nonlinear_on_small(sim):
+    c = Cosmology()
+    grid = ops.paint(sim.positions, N, BOX, scheme="cic")
+    assert grid.sum() == pytest.approx(N**3)  # every particle is in the box: mass conserved
+    k, pk, modes = ops.power_spectrum(grid / grid.mean() - 1, BOX, mas="cic")
+    k0, p0, _ = ops.power_spectrum(sim.initial_delta, BOX)  # the same realisation, linear
+    ratio = pk / p0  # growth relative to linear theory at a = 1, realisation by realisation
+    large = k < 0.05
+    assert large.any()
+    assert np.all(np.abs(ratio[large] - 1) < 0.1), ratio[large]
+    small = k > 0.3
+    assert small.any() and np.all(pk[small] > 1.3 * c.linear_power(k[small]))
+
+
+def test_deterministic_and_written_snapshot_reads_back(tmp_path):
+    a = run_simulation(16, 100.0, seed=3, pm_steps=3)
+    b = run_simulation(16, 100.0, seed=3, pm_steps=3)
+    assert np.array_equal(a.positions, b.positions)
+    paths = write_suite(tmp_path, 2, 16, 100.0, seed=1, pm_steps=3, show_progress=False)
+    again = write_suite(tmp_path / "again", 2, 16, 100.0, seed=1, pm_steps=3, show_progress=False)
+    for p, q in zip(paths, again):
+        s, t = open_snapshot(p, length_unit="Mpc/h"), open_snapshot(q, length_unit="Mpc/h")
+        assert len(s.files) == 2 and s.npart[1] == 16**3 and s.box_size == 100.0
+        assert np.array_equal(s.read_positions(), t.read_positions())
+    first = open_snapshot(paths[0], length_unit="Mpc/h").read_positions()
+    second = open_snapshot(paths[1], length_unit="Mpc/h").read_positions()
+    assert not np.array_equal(first, second)
+    assert first.min() >= 0 and first.max() < 100.0
