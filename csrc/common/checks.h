@@ -182,3 +182,42 @@ inline int64_t check_bin_power_args(const at::Tensor& spectrum, const at::Tensor
 }
 
 }  // namespace lss
+
+namespace lss {
+
+// paint_into's and readout's arguments (shared by the CPU and CUDA implementations).
+inline void check_paint_args(const at::Tensor& grid, const at::Tensor& positions,
+                             const c10::optional<at::Tensor>& weights, double box_size,
+                             int64_t order, const char* grid_name) {
+  check_positions(positions);
+  check_weights(weights, positions);
+  check_box_size(box_size);
+  check_order(order);
+  check_field(grid, positions, grid_name);
+}
+
+// find_peaks' arguments; returns n.
+inline int64_t check_find_peaks_args(const at::Tensor& field, int64_t radius, bool periodic) {
+  const int64_t n = check_cubes(field, "field");
+  TORCH_CHECK(radius >= 1 && radius <= 5, "radius must be between 1 and 5, got ", radius);
+  TORCH_CHECK(!periodic || n >= 2 * radius + 1, "a periodic cube of ", n,
+              " cells per side is smaller than the neighbourhood of radius ", radius,
+              " (needs n >= ", 2 * radius + 1, "); use boundary='open' or a smaller radius");
+  return n;
+}
+
+// bin_power_backward's arguments; returns M.
+inline int64_t check_bin_power_backward_args(const at::Tensor& grad, const at::Tensor& spectrum,
+                                             const at::Tensor& index,
+                                             const c10::optional<at::Tensor>& weight) {
+  LSS_CHECK_FLOATING(grad, "grad");
+  TORCH_CHECK(grad.dim() >= 1, "grad must have shape (..., nbins)");
+  const int64_t nbins = grad.size(-1);
+  const int64_t length = check_bin_power_args(spectrum, index, weight, nbins);
+  TORCH_CHECK(grad.numel() == (length == 0 ? grad.numel() : spectrum.numel() / (2 * length)) * nbins,
+              "grad has ", grad.numel(), " entries; expected one row of nbins per spectrum row");
+  TORCH_CHECK(grad.scalar_type() == spectrum.scalar_type(), "grad dtype differs from spectrum");
+  return length;
+}
+
+}  // namespace lss

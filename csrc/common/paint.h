@@ -203,4 +203,33 @@ LSS_HD inline void interpolate(const scalar_t* field, const Stencil1D<ORDER>& sx
   }
 }
 
+// One particle of readout: out[p] = the interpolated field (GRAD false), or
+// out[3p..3p+2] = weight * its gradient (GRAD true).
+template <int ORDER, bool GRAD, typename scalar_t>
+LSS_HD inline void readout_particle(const scalar_t* field, const scalar_t* pos,
+                                    const scalar_t* wts, int64_t p, const GridSpec& g,
+                                    scalar_t* out) {
+  const auto sx = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 0]), g);
+  const auto sy = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 1]), g);
+  const auto sz = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 2]), g);
+  double value, grad[3];
+  interpolate<ORDER, GRAD>(field, sx, sy, sz, g.n, g.inv_h, &value, grad);
+  if (GRAD) {
+    const double w = wts != nullptr ? static_cast<double>(wts[p]) : 1.0;
+    out[3 * p + 0] = static_cast<scalar_t>(w * grad[0]);
+    out[3 * p + 1] = static_cast<scalar_t>(w * grad[1]);
+    out[3 * p + 2] = static_cast<scalar_t>(w * grad[2]);
+  } else {
+    out[p] = static_cast<scalar_t>(value);
+  }
+}
+
 }  // namespace lss
+
+// Runs the lambda with `constexpr int ORDER` set from the runtime scheme order (1, 2, 3).
+#define LSS_DISPATCH_ORDER(order, ...)                          \
+  switch (order) {                                              \
+    case 1: { constexpr int ORDER = 1; __VA_ARGS__(); break; } \
+    case 2: { constexpr int ORDER = 2; __VA_ARGS__(); break; } \
+    default: { constexpr int ORDER = 3; __VA_ARGS__(); break; } \
+  }

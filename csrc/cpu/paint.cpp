@@ -185,38 +185,13 @@ template <int ORDER, bool GRAD, typename scalar_t>
 void readout_kernel(const scalar_t* field, const scalar_t* pos, const scalar_t* wts, int64_t num,
                     const GridSpec& g, scalar_t* out) {
   at::parallel_for(0, num, 2048, [&](int64_t b, int64_t e) {
-    for (int64_t p = b; p < e; ++p) {
-      const auto sx = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 0]), g);
-      const auto sy = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 1]), g);
-      const auto sz = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 2]), g);
-      double value, grad[3];
-      interpolate<ORDER, GRAD>(field, sx, sy, sz, g.n, g.inv_h, &value, grad);
-      if (GRAD) {
-        const double w = wts != nullptr ? static_cast<double>(wts[p]) : 1.0;
-        out[3 * p + 0] = static_cast<scalar_t>(w * grad[0]);
-        out[3 * p + 1] = static_cast<scalar_t>(w * grad[1]);
-        out[3 * p + 2] = static_cast<scalar_t>(w * grad[2]);
-      } else {
-        out[p] = static_cast<scalar_t>(value);
-      }
-    }
+    for (int64_t p = b; p < e; ++p) readout_particle<ORDER, GRAD>(field, pos, wts, p, g, out);
   });
 }
 
-#define LSS_DISPATCH_ORDER(order, ...)                          \
-  switch (order) {                                              \
-    case 1: { constexpr int ORDER = 1; __VA_ARGS__(); break; } \
-    case 2: { constexpr int ORDER = 2; __VA_ARGS__(); break; } \
-    default: { constexpr int ORDER = 3; __VA_ARGS__(); break; } \
-  }
-
 void paint_into_cpu(at::Tensor grid, const at::Tensor& positions,
                     const c10::optional<at::Tensor>& weights, double box_size, int64_t order) {
-  check_positions(positions);
-  check_weights(weights, positions);
-  check_box_size(box_size);
-  check_order(order);
-  check_field(grid, positions, "grid");
+  check_paint_args(grid, positions, weights, box_size, order, "grid");
   TORCH_CHECK(grid.is_contiguous(), "grid (out=) must be contiguous");
   TORCH_CHECK(positions.is_cpu() && grid.is_cpu(), "paint_into_cpu: tensors must be on the CPU");
   const at::Tensor pos = positions.contiguous();
@@ -242,11 +217,7 @@ at::Tensor paint_cpu(const at::Tensor& positions, const c10::optional<at::Tensor
 template <bool GRAD>
 at::Tensor readout_impl(const at::Tensor& field, const at::Tensor& positions,
                         const c10::optional<at::Tensor>& weights, double box_size, int64_t order) {
-  check_positions(positions);
-  check_weights(weights, positions);
-  check_field(field, positions, "field");
-  check_box_size(box_size);
-  check_order(order);
+  check_paint_args(field, positions, weights, box_size, order, "field");
   const at::Tensor f = field.contiguous();
   const at::Tensor pos = positions.contiguous();
   const at::Tensor wts = weights_or_undefined(weights);

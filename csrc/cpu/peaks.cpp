@@ -17,11 +17,7 @@ namespace lss {
 namespace {
 
 at::Tensor find_peaks_cpu(const at::Tensor& field, int64_t radius, bool periodic) {
-  const int64_t n = check_cubes(field, "field");
-  TORCH_CHECK(radius >= 1 && radius <= 5, "radius must be between 1 and 5, got ", radius);
-  TORCH_CHECK(!periodic || n >= 2 * radius + 1, "a periodic cube of ", n,
-              " cells per side is smaller than the neighbourhood of radius ", radius,
-              " (needs n >= ", 2 * radius + 1, "); use boundary='open' or a smaller radius");
+  const int64_t n = check_find_peaks_args(field, radius, periodic);
   const at::Tensor f = field.contiguous();
   at::Tensor out = at::zeros(field.sizes(), field.options().dtype(at::kBool));
   if (f.numel() == 0) return out;

@@ -70,13 +70,8 @@ at::Tensor bin_power_cpu(const at::Tensor& spectrum, const at::Tensor& index,
 // d out[..., b] / d (re_m, im_m) = 2 weight[m] (re_m, im_m) [index[m] == b]
 at::Tensor bin_power_backward_cpu(const at::Tensor& grad, const at::Tensor& spectrum,
                                   const at::Tensor& index, const c10::optional<at::Tensor>& weight) {
-  LSS_CHECK_FLOATING(grad, "grad");
-  TORCH_CHECK(grad.dim() >= 1, "grad must have shape (..., nbins)");
+  const int64_t length = check_bin_power_backward_args(grad, spectrum, index, weight);
   const int64_t nbins = grad.size(-1);
-  const int64_t length = check_bin_power_args(spectrum, index, weight, nbins);
-  TORCH_CHECK(grad.numel() == (length == 0 ? grad.numel() : spectrum.numel() / (2 * length)) * nbins,
-              "grad has ", grad.numel(), " entries; expected one row of nbins per spectrum row");
-  TORCH_CHECK(grad.scalar_type() == spectrum.scalar_type(), "grad dtype differs from spectrum");
   at::Tensor out = at::zeros_like(spectrum, at::MemoryFormat::Contiguous);
   const int64_t rows = length == 0 ? 0 : spectrum.numel() / (2 * length);
   if (rows == 0) return out;

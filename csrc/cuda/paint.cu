@@ -39,35 +39,12 @@ __global__ void readout_cuda_kernel(const scalar_t* __restrict__ field,
                                     scalar_t* __restrict__ out) {
   const int64_t p = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (p >= num) return;
-  const auto sx = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 0]), g);
-  const auto sy = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 1]), g);
-  const auto sz = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 2]), g);
-  double value, grad[3];
-  interpolate<ORDER, GRAD>(field, sx, sy, sz, g.n, g.inv_h, &value, grad);
-  if (GRAD) {
-    const double w = wts != nullptr ? static_cast<double>(wts[p]) : 1.0;
-    out[3 * p + 0] = static_cast<scalar_t>(w * grad[0]);
-    out[3 * p + 1] = static_cast<scalar_t>(w * grad[1]);
-    out[3 * p + 2] = static_cast<scalar_t>(w * grad[2]);
-  } else {
-    out[p] = static_cast<scalar_t>(value);
-  }
+  readout_particle<ORDER, GRAD>(field, pos, wts, p, g, out);
 }
-
-#define LSS_DISPATCH_ORDER(order, ...)                          \
-  switch (order) {                                              \
-    case 1: { constexpr int ORDER = 1; __VA_ARGS__(); break; } \
-    case 2: { constexpr int ORDER = 2; __VA_ARGS__(); break; } \
-    default: { constexpr int ORDER = 3; __VA_ARGS__(); break; } \
-  }
 
 void paint_into_cuda(at::Tensor grid, const at::Tensor& positions,
                      const c10::optional<at::Tensor>& weights, double box_size, int64_t order) {
-  check_positions(positions);
-  check_weights(weights, positions);
-  check_box_size(box_size);
-  check_order(order);
-  check_field(grid, positions, "grid");
+  check_paint_args(grid, positions, weights, box_size, order, "grid");
   TORCH_CHECK(grid.is_contiguous(), "grid (out=) must be contiguous");
   const c10::cuda::CUDAGuard guard(positions.device());
   const at::Tensor pos = positions.contiguous();
@@ -99,11 +76,7 @@ at::Tensor paint_cuda(const at::Tensor& positions, const c10::optional<at::Tenso
 template <bool GRAD>
 at::Tensor readout_impl(const at::Tensor& field, const at::Tensor& positions,
                         const c10::optional<at::Tensor>& weights, double box_size, int64_t order) {
-  check_positions(positions);
-  check_weights(weights, positions);
-  check_field(field, positions, "field");
-  check_box_size(box_size);
-  check_order(order);
+  check_paint_args(field, positions, weights, box_size, order, "field");
   const c10::cuda::CUDAGuard guard(positions.device());
   const at::Tensor f = field.contiguous();
   const at::Tensor pos = positions.contiguous();

@@ -28,11 +28,7 @@ __global__ void find_peaks_kernel(const scalar_t* __restrict__ field, bool* __re
 }
 
 at::Tensor find_peaks_cuda(const at::Tensor& field, int64_t radius, bool periodic) {
-  const int64_t n = check_cubes(field, "field");
-  TORCH_CHECK(radius >= 1 && radius <= 5, "radius must be between 1 and 5, got ", radius);
-  TORCH_CHECK(!periodic || n >= 2 * radius + 1, "a periodic cube of ", n,
-              " cells per side is smaller than the neighbourhood of radius ", radius,
-              " (needs n >= ", 2 * radius + 1, "); use boundary='open' or a smaller radius");
+  const int64_t n = check_find_peaks_args(field, radius, periodic);
   const c10::cuda::CUDAGuard guard(field.device());
   const at::Tensor f = field.contiguous();
   at::Tensor out = at::zeros(field.sizes(), field.options().dtype(at::kBool));
