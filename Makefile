@@ -52,7 +52,10 @@ cuda-check:
 		$(CUDA_VENV)/bin/python -m pip install -q --no-build-isolation --no-deps .
 	cd /tmp && $(abspath $(CUDA_VENV))/bin/python -c "import lsswgan_core as lc, torch; \
 		info = lc.build_info(); print(info); assert info['cuda_kernels'], 'CUDA kernels missing'; \
-		print('CUDA ops registered:', torch._C._dispatch_has_kernel_for_dispatch_key('lsscore::paint', 'CUDA'))"
+		ops = ['paint', 'paint_into', 'readout', 'readout_gradient', 'find_peaks', 'bin_power', \
+		       'bin_power_backward', 'soft_histogram', 'soft_histogram_backward']; \
+		missing = [o for o in ops if not torch._C._dispatch_has_kernel_for_dispatch_key('lsscore::' + o, 'CUDA')]; \
+		assert not missing, missing; print('CUDA kernels registered for', len(ops), 'ops')"
 
 clean:
 	rm -rf build *.egg-info lsswgan_core/_C*.so $(VENV)/.built

@@ -26,6 +26,7 @@ from lsswgan_core.simulate import write_suite  # noqa: E402
 def synthetic_snapshot(base: Path, side: int, box: float, files: int = 8, seed: int = 0):
     """side^3 particles, half in filament-like clumps, written file by file (never the whole
     catalogue in memory at once)."""
+    base.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     total = side**3
     per_file = np.linspace(0, total, files + 1).astype(np.int64)

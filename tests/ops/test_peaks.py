@@ -121,3 +121,16 @@ def test_cpu_and_cuda_agree(rng):
     for boundary in ("periodic", "open"):
         assert torch.equal(ops.find_peaks(field, boundary=boundary),
                            ops.find_peaks(field.cuda(), boundary=boundary).cpu())
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize("radius", [1, 2, 3])
+def test_small_cubes_match_brute_force(rng, device, n, radius):
+    """Cubes smaller than the neighbourhood (open) and just large enough (periodic)."""
+    field = torch.tensor(rng.integers(0, 5, size=(3, n, n, n)), dtype=torch.float32)
+    field[0] += torch.tensor(rng.normal(size=(n, n, n)), dtype=torch.float32)
+    ours = ops.find_peaks(field.to(device), radius=radius, boundary="open").cpu()
+    assert torch.equal(ours, find_peaks_reference(field, radius, "open"))
+    if n >= 2 * radius + 1:
+        ours = ops.find_peaks(field.to(device), radius=radius, boundary="periodic").cpu()
+        assert torch.equal(ours, find_peaks_reference(field, radius, "periodic"))
