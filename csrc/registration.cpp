@@ -29,7 +29,7 @@ TORCH_LIBRARY(lsscore, m) {
   // find_peaks: field (..., n, n, n) -> bool mask of strict maxima over (2r+1)^3 neighbourhoods.
   m.def("find_peaks(Tensor field, int radius, bool periodic) -> Tensor");
 
-  // bin_power: spectrum (..., M, 2) (complex as real pairs), index (M,) int64, weight (M,) or
+  // bin_power: spectrum (..., M, 2) (complex as real pairs), index (M,) int32, weight (M,) or
   // None -> (..., nbins): out[..., b] = sum_{index[m] == b} weight[m] |spectrum[..., m]|^2;
   // entries of index outside [0, nbins) are left out. The binning in power_spectrum.
   m.def("bin_power(Tensor spectrum, Tensor index, Tensor? weight, int nbins) -> Tensor");

@@ -90,6 +90,8 @@ def bispectrum(field, box_size: float, k1: float, k2: float, theta, width: float
     check_float(f, "field")
     n = check_cubes(f)
     box_size = check_box_size(box_size)
+    if box_size > 1e30:  # L^6 / n^9 must stay a finite float64
+        raise ValueError(f"box_size {box_size!r} is too large for a bispectrum in (Mpc/h)^6")
     k_fund = 2 * math.pi / box_size
     width = k_fund if width is None else float(width)
     thetas = np.atleast_1d(np.asarray(theta, dtype=np.float64))

@@ -158,8 +158,9 @@ inline std::vector<int64_t> with_last(at::IntArrayRef sizes, int64_t last) {
 
 namespace lss {
 
-// bin_power's spectrum (..., M, 2) (a complex spectrum viewed as real pairs), index (M,) int64
-// and optional weight (M,). Index entries outside [0, nbins) leave the mode out, so no pass
+// bin_power's spectrum (..., M, 2) (a complex spectrum viewed as real pairs), index (M,) int32
+// (bin numbers: 4 bytes a mode is a quarter of the kernel's memory traffic) and optional
+// weight (M,). Index entries outside [0, nbins) leave the mode out, so no pass
 // over the index is needed to make any index safe.
 inline int64_t check_bin_power_args(const at::Tensor& spectrum, const at::Tensor& index,
                                     const c10::optional<at::Tensor>& weight, int64_t nbins) {
@@ -169,8 +170,8 @@ inline int64_t check_bin_power_args(const at::Tensor& spectrum, const at::Tensor
               "spectrum must have shape (..., M, 2) (torch.view_as_real of a complex spectrum), got ",
               spectrum.sizes());
   const int64_t length = spectrum.size(-2);
-  TORCH_CHECK(index.scalar_type() == at::kLong && index.dim() == 1 && index.size(0) == length,
-              "index must be an int64 tensor of shape (M,) = (", length, ",), got ",
+  TORCH_CHECK(index.scalar_type() == at::kInt && index.dim() == 1 && index.size(0) == length,
+              "index must be an int32 tensor of shape (M,) = (", length, ",), got ",
               index.scalar_type(), " ", index.sizes());
   LSS_CHECK_SAME_DEVICE(index, spectrum, "index", "spectrum");
   if (weight.has_value() && weight->defined()) {

@@ -1,5 +1,5 @@
 // CPU bin_power and its backward: the binning of |F(k)|^2 behind power_spectrum.
-//   bin_power(spectrum (..., M, 2), index (M,), weight (M,) or None, nbins) -> (..., nbins)
+//   bin_power(spectrum (..., M, 2), index (M,) int32, weight (M,) or None, nbins) -> (..., nbins)
 //     out[..., b] = sum over m with index[m] == b of weight[m] (re_m^2 + im_m^2)
 //   Reading the complex spectrum directly saves materialising |F|^2. Index entries outside
 //   [0, nbins) leave a mode out. Sums are taken in float64 over fixed chunks of M, added in
@@ -35,7 +35,7 @@ at::Tensor bin_power_cpu(const at::Tensor& spectrum, const at::Tensor& index,
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "bin_power_cpu", [&] {
     const scalar_t* sp = s.data_ptr<scalar_t>();
     const scalar_t* wp = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
-    const int64_t* ip = idx.data_ptr<int64_t>();
+    const int32_t* ip = idx.data_ptr<int32_t>();
     at::parallel_for(0, rows * rc.chunks, 1, [&](int64_t t0, int64_t t1) {
       std::vector<double> lanes(kLanes * nbins);
       for (int64_t t = t0; t < t1; ++t) {
@@ -83,7 +83,7 @@ at::Tensor bin_power_backward_cpu(const at::Tensor& grad, const at::Tensor& spec
     const scalar_t* gp = g.data_ptr<scalar_t>();
     const scalar_t* sp = s.data_ptr<scalar_t>();
     const scalar_t* wp = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
-    const int64_t* ip = idx.data_ptr<int64_t>();
+    const int32_t* ip = idx.data_ptr<int32_t>();
     scalar_t* op = out.data_ptr<scalar_t>();
     at::parallel_for(0, rows * length, 1 << 15, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {

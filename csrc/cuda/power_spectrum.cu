@@ -18,7 +18,7 @@ constexpr int64_t kSharedBins = 4096;
 
 template <typename scalar_t, bool SHARED>
 __global__ void bin_power_kernel(const scalar_t* __restrict__ spectrum,
-                                 const int64_t* __restrict__ index,
+                                 const int32_t* __restrict__ index,
                                  const scalar_t* __restrict__ weight, int64_t length,
                                  int64_t nbins, double* __restrict__ out) {
   extern __shared__ double hist[];
@@ -49,7 +49,7 @@ __global__ void bin_power_kernel(const scalar_t* __restrict__ spectrum,
 template <typename scalar_t>
 __global__ void bin_power_backward_kernel(const scalar_t* __restrict__ grad,
                                           const scalar_t* __restrict__ spectrum,
-                                          const int64_t* __restrict__ index,
+                                          const int32_t* __restrict__ index,
                                           const scalar_t* __restrict__ weight, int64_t total,
                                           int64_t length, int64_t nbins, scalar_t* __restrict__ out) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -82,10 +82,10 @@ at::Tensor bin_power_cuda(const at::Tensor& spectrum, const at::Tensor& index,
     const scalar_t* wp = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
     if (nbins <= kSharedBins) {
       bin_power_kernel<scalar_t, true><<<grid, kThreads, nbins * sizeof(double), stream>>>(
-          s.data_ptr<scalar_t>(), idx.data_ptr<int64_t>(), wp, length, nbins, acc.data_ptr<double>());
+          s.data_ptr<scalar_t>(), idx.data_ptr<int32_t>(), wp, length, nbins, acc.data_ptr<double>());
     } else {
       bin_power_kernel<scalar_t, false><<<grid, kThreads, 0, stream>>>(
-          s.data_ptr<scalar_t>(), idx.data_ptr<int64_t>(), wp, length, nbins, acc.data_ptr<double>());
+          s.data_ptr<scalar_t>(), idx.data_ptr<int32_t>(), wp, length, nbins, acc.data_ptr<double>());
     }
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -107,7 +107,7 @@ at::Tensor bin_power_backward_cuda(const at::Tensor& grad, const at::Tensor& spe
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "bin_power_backward_cuda", [&] {
     bin_power_backward_kernel<scalar_t><<<(total + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
-        g.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), idx.data_ptr<int64_t>(),
+        g.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), idx.data_ptr<int32_t>(),
         w.defined() ? w.data_ptr<scalar_t>() : nullptr, total, length, nbins, out.data_ptr<scalar_t>());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();

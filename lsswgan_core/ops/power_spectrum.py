@@ -83,7 +83,7 @@ def _mode_tensors(n, box_size, edges, mas, device: str, dtype: torch.dtype):
     as_t = functools.partial(torch.as_tensor, device=device)
     scale = box_size**3 / float(n) ** 6
     inv_modes = np.where(n_modes > 0, scale / np.maximum(n_modes, 1), 0.0)
-    return (as_t(index), as_t(weight, dtype=dtype), as_t(inv_modes, dtype=dtype),
+    return (as_t(index, dtype=torch.int32), as_t(weight, dtype=dtype), as_t(inv_modes, dtype=dtype),
             k_mean, n_modes)
 
 
@@ -107,6 +107,8 @@ def power_spectrum(field, box_size: float, bins=None, mas: str | None = None):
     check_float(f, "field")
     n = check_cubes(f)
     box_size = check_box_size(box_size)
+    if box_size > 1e30:  # (L^3 / n^6) must stay a finite float64
+        raise ValueError(f"box_size {box_size!r} is too large for a power spectrum in (Mpc/h)^3")
     if mas is not None and mas not in MAS_ORDER:
         raise ValueError(f"mas must be None or one of {sorted(MAS_ORDER)}, got {mas!r}")
     edges = None

@@ -120,7 +120,7 @@ def test_gradcheck_and_opcheck(rng, device):
     n, box = 6, 10.0
     field = torch.tensor(rng.normal(size=(2, n, n, n)), device=device, requires_grad=True)
     assert torch.autograd.gradcheck(lambda f: ops.power_spectrum(f, box, mas="cic")[1], (field,))
-    index = torch.tensor([0, -1, 2, 1, 2], device=device)
+    index = torch.tensor([0, -1, 2, 1, 2], device=device, dtype=torch.int32)
     pairs = torch.randn(3, 5, 2, dtype=torch.float64, device=device, requires_grad=True)
     weight = torch.rand(5, dtype=torch.float64, device=device)
     bin_power = torch.ops.lsscore.bin_power
@@ -182,12 +182,12 @@ def test_raw_bin_power_is_safe_for_any_index():
     bin_power = torch.ops.lsscore.bin_power
     pairs = torch.ones(4, 2)
     # out-of-range entries (negative or >= nbins) leave the mode out, never read or write
-    out = bin_power(pairs, torch.tensor([0, 1, 5, -7]), None, 3)
+    out = bin_power(pairs, torch.tensor([0, 1, 5, -7], dtype=torch.int32), None, 3)
     assert out.tolist() == [2.0, 2.0, 0.0]
-    with pytest.raises(RuntimeError, match="int64"):
-        bin_power(pairs, torch.tensor([0, 1, 1, 0], dtype=torch.int32), None, 3)
+    with pytest.raises(RuntimeError, match="int32"):
+        bin_power(pairs, torch.tensor([0, 1, 1, 0]), None, 3)
     with pytest.raises(RuntimeError, match="shape"):
-        bin_power(torch.ones(4, 3), torch.tensor([0, 1, 1, 0]), None, 3)
+        bin_power(torch.ones(4, 3), torch.tensor([0, 1, 1, 0], dtype=torch.int32), None, 3)
 
 
 @requires_cuda
