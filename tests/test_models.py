@@ -1,0 +1,102 @@
+"""The paper's critic and generator (Tables 1-3) and the WGAN-GP and summary losses."""
+import pytest
+import torch
+
+from lsswgan_core.losses import (SummaryConfig, critic_loss, generator_loss, gradient_penalty,
+                                 summary_loss)
+from lsswgan_core.models import Critic, Generator, parameter_count
+
+
+def _shapes(model, x):
+    shapes = []
+    hooks = [m.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape[1:])))
+             for m in model.modules() if isinstance(m, (torch.nn.Conv3d, torch.nn.ConvTranspose3d,
+                                                        torch.nn.Linear))]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return shapes
+
+
+def test_critic_layers_match_table_1():
+    critic = Critic(width=1).eval()
+    shapes = _shapes(critic, torch.zeros(2, 1, 32, 32, 32))
+    assert shapes == [(64, 16, 16, 16), (128, 8, 8, 8), (256, 4, 4, 4), (512, 4, 4, 4),
+                      (512, 4, 4, 4), (1,)]
+    assert critic.dense.in_features == 32768
+    conv = [(1, 64, 4), (64, 128, 4), (128, 256, 4), (256, 512, 3), (512, 512, 3)]
+    expected = sum(i * o * k**3 + o for i, o, k in conv) + 32768 + 1
+    assert parameter_count(critic) == expected  # spectral norm adds buffers, not parameters
+    print(f"critic parameters at width 1: {expected:,}")
+
+
+def test_generator_layers_match_tables_2_and_3():
+    gen = Generator(width=1).eval()
+    shapes = _shapes(gen, torch.zeros(2, 256))
+    transposed = [s for s in shapes if len(s) == 4]
+    assert shapes[0] == (16384,)
+    # each stride-2 TrConv, then the ResBlock's two convolutions keep its shape
+    assert transposed == [(128, 8, 8, 8)] * 3 + [(64, 16, 16, 16)] * 3 + [(32, 32, 32, 32)] * 3 + [
+        (16, 32, 32, 32), (1, 32, 32, 32)]
+    out = gen(torch.randn(3, 256))
+    assert out.shape == (3, 1, 32, 32, 32) and out.min() >= 0 and out.max() <= 1
+    def res(c):  # two 3^3 convolutions and two BatchNorms
+        return 2 * (c * c * 27 + c) + 2 * 2 * c
+
+    expected = (256 * 16384 + 16384
+                + sum(i * o * 64 + o + 2 * o + res(o) for i, o in [(256, 128), (128, 64), (64, 32)])
+                + (32 * 16 * 27 + 16 + 2 * 16) + (16 * 1 * 27 + 1))
+    assert parameter_count(gen) == expected
+    print(f"generator parameters at width 1: {expected:,}")
+
+
+def test_width_scales_channels_and_rejects_other_cubes():
+    small = Critic(width=0.25)
+    assert small.dense.in_features == 64 * 128
+    assert Generator(width=0.25)(torch.randn(2, 256)).shape == (2, 1, 32, 32, 32)
+    with pytest.raises(ValueError, match="32"):
+        Critic(cube=64)
+
+
+def test_gradient_penalty_and_critic_loss():
+    torch.manual_seed(0)
+    critic = Critic(width=0.125)
+    real, fake = torch.rand(4, 1, 32, 32, 32), torch.rand(4, 1, 32, 32, 32)
+    gp = gradient_penalty(critic, real, fake)
+    assert gp.shape == (4,) and torch.all(gp >= 0)
+    # a linear critic with a unit-norm gradient has zero penalty
+    linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(32**3, 1, bias=False))
+    with torch.no_grad():
+        linear[1].weight.fill_(1.0 / 32**1.5)
+    assert torch.allclose(gradient_penalty(linear, real, fake), torch.zeros(4), atol=1e-8)
+    loss, w, gp_mean = critic_loss(critic, real, fake)
+    loss.backward()
+    assert all(p.grad is not None for p in critic.parameters() if p.requires_grad)
+
+
+def test_summary_loss_zero_for_identical_batches_positive_otherwise():
+    torch.manual_seed(1)
+    real = torch.rand(6, 1, 32, 32, 32) ** 3
+    zero, terms = summary_loss(real, real.clone())
+    assert zero.item() == pytest.approx(0.0, abs=1e-12)
+    other, terms = summary_loss(real, torch.rand(6, 1, 32, 32, 32))
+    assert other.item() > 0 and all(t.item() > 0 for t in terms.values())
+
+
+def test_summary_gradient_reaches_the_generator():
+    torch.manual_seed(2)
+    gen, critic = Generator(width=0.125), Critic(width=0.125)
+    real = torch.rand(4, 1, 32, 32, 32) ** 2
+    fake = gen(gen.sample_latent(4))
+    loss, adversarial, terms = generator_loss(critic, fake, real, lambda_summ=0.3,
+                                              summary=SummaryConfig())
+    assert set(terms) == {"pk", "mass", "peak"}
+    loss.backward()
+    grads = [p.grad for p in gen.parameters()]
+    assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    # the summary part alone also reaches the generator
+    gen.zero_grad()
+    s, _ = summary_loss(real, gen(gen.sample_latent(4)))
+    s.backward()
+    assert gen.dense.weight.grad.abs().sum() > 0
