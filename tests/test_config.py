@@ -1,0 +1,49 @@
+"""Configuration: the paper's values, TOML round trip, unknown keys refused by name."""
+import pytest
+
+from lsswgan_core.config import (Config, ConfigError, config_from_dict, config_to_toml,
+                                 load_config)
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def test_paper_config_holds_the_papers_values():
+    cfg = load_config(ROOT / "configs" / "paper.toml")
+    t = cfg.train
+    assert (t.n_critic, t.gp_lambda, t.batch_size, t.lambda_summ, t.summary_epochs, t.epochs) == (
+        5, 10.0, 16, 0.3, 170, 500)
+    assert cfg.optim.lr == 1e-4 and cfg.optim.betas == (0.0, 0.9)
+    s = cfg.summary
+    assert (s.lambda_pk, s.lambda_mass, s.lambda_peak) == (2.0, 2.0, 1.0)
+    d = cfg.duality_gap
+    assert (d.every, d.epochs, d.batch_size, d.lr) == (10, 20, 8, 2e-4)
+    assert cfg == Config()  # the defaults are the paper's
+
+
+def test_round_trip(tmp_path):
+    cfg = config_from_dict({"train": {"epochs": 3, "bf16": True}, "model": {"width": 0.25}})
+    path = tmp_path / "c.toml"
+    path.write_text(config_to_toml(cfg))
+    assert load_config(path) == cfg
+
+
+@pytest.mark.parametrize("table,match", [
+    ({"train": {"epocs": 3}}, "unknown key in \\[train\\]: epocs"),
+    ({"trian": {}}, "unknown section: trian"),
+    ({"train": {"epochs": 2.5}}, "train.epochs must be an integer"),
+    ({"train": {"tf32": 1}}, "train.tf32 must be true or false"),
+    ({"optim": {"betas": [0.5]}}, "optim.betas must be a list of 2"),
+    ({"model": 3}, "\\[model\\] must be a table"),
+])
+def test_bad_configs(table, match):
+    with pytest.raises(ConfigError, match=match):
+        config_from_dict(table)
+
+
+def test_bad_files(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train\nepochs = ")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
