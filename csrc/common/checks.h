@@ -116,6 +116,21 @@ inline RowChunks row_chunks(int64_t rows, int64_t length) {
   return RowChunks{rows, length, chunk, chunks};
 }
 
+// out[row, j] = sum over chunks, in chunk order, of partial[row, chunk, j].
+template <typename scalar_t>
+inline void reduce_row_chunks(const std::vector<double>& partial, const RowChunks& rc,
+                              int64_t nbins, scalar_t* out) {
+  at::parallel_for(0, rc.rows, 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t row = r0; row < r1; ++row) {
+      for (int64_t j = 0; j < nbins; ++j) {
+        double sum = 0.0;
+        for (int64_t ch = 0; ch < rc.chunks; ++ch) sum += partial[(row * rc.chunks + ch) * nbins + j];
+        out[row * nbins + j] = static_cast<scalar_t>(sum);
+      }
+    }
+  });
+}
+
 inline void check_nbins(int64_t nbins) {
   TORCH_CHECK(nbins >= 1, "nbins must be >= 1, got ", nbins);
   TORCH_CHECK(nbins <= (int64_t{1} << 26), "nbins is too large: ", nbins);

@@ -66,16 +66,7 @@ at::Tensor soft_histogram_cpu(const at::Tensor& values, const c10::optional<at::
     int64_t nans = 0;
     for (int64_t c : nan_count) nans += c;
     TORCH_CHECK(nans == 0, "values contain ", nans, " NaN entries");
-    scalar_t* op = out.data_ptr<scalar_t>();
-    at::parallel_for(0, rows, 1, [&](int64_t r0, int64_t r1) {
-      for (int64_t row = r0; row < r1; ++row) {
-        for (int64_t j = 0; j < nbins; ++j) {
-          double sum = 0.0;
-          for (int64_t ch = 0; ch < rc.chunks; ++ch) sum += partial[(row * rc.chunks + ch) * nbins + j];
-          op[row * nbins + j] = static_cast<scalar_t>(sum);
-        }
-      }
-    });
+    reduce_row_chunks(partial, rc, nbins, out.data_ptr<scalar_t>());
   });
   return out;
 }

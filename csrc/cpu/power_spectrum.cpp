@@ -55,14 +55,7 @@ at::Tensor bin_power_cpu(const at::Tensor& spectrum, const at::Tensor& index,
           for (int64_t j = 0; j < nbins; ++j) hist[j] += lanes[l * nbins + j];
       }
     });
-    scalar_t* op = out.data_ptr<scalar_t>();
-    for (int64_t row = 0; row < rows; ++row) {
-      for (int64_t j = 0; j < nbins; ++j) {
-        double sum = 0.0;
-        for (int64_t ch = 0; ch < rc.chunks; ++ch) sum += partial[(row * rc.chunks + ch) * nbins + j];
-        op[row * nbins + j] = static_cast<scalar_t>(sum);
-      }
-    }
+    reduce_row_chunks(partial, rc, nbins, out.data_ptr<scalar_t>());
   });
   return out;
 }

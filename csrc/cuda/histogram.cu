@@ -10,6 +10,7 @@
 
 #include <tuple>
 
+#include "../common/block_histogram.cuh"
 #include "../common/checks.h"
 #include "../common/histogram.h"
 
@@ -26,11 +27,7 @@ __global__ void soft_histogram_kernel(const scalar_t* __restrict__ values,
   const int64_t nbins = hb.nbins;
   extern __shared__ double hist[];
   const int64_t row = blockIdx.y;
-  double* target = SHARED ? hist : out + row * nbins;
-  if (SHARED) {
-    for (int64_t j = threadIdx.x; j < nbins; j += blockDim.x) hist[j] = 0.0;
-    __syncthreads();
-  }
+  double* target = block_histogram_begin<SHARED>(hist, out + row * nbins, nbins);
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t m = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; m < length;
        m += stride) {
@@ -41,12 +38,7 @@ __global__ void soft_histogram_kernel(const scalar_t* __restrict__ values,
     atomicAdd(target + b.j0, w * b.w0);
     if (b.w1 != 0.0) atomicAdd(target + b.j1, w * b.w1);
   }
-  if (SHARED) {
-    __syncthreads();
-    for (int64_t j = threadIdx.x; j < nbins; j += blockDim.x) {
-      if (hist[j] != 0.0) atomicAdd(out + row * nbins + j, hist[j]);
-    }
-  }
+  block_histogram_end<SHARED>(hist, out + row * nbins, nbins);
 }
 
 template <typename scalar_t>

@@ -8,6 +8,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "../common/block_histogram.cuh"
 #include "../common/checks.h"
 
 namespace lss {
@@ -23,11 +24,7 @@ __global__ void bin_power_kernel(const scalar_t* __restrict__ spectrum,
                                  int64_t nbins, double* __restrict__ out) {
   extern __shared__ double hist[];
   const int64_t row = blockIdx.y;
-  double* target = SHARED ? hist : out + row * nbins;
-  if (SHARED) {
-    for (int64_t j = threadIdx.x; j < nbins; j += blockDim.x) hist[j] = 0.0;
-    __syncthreads();
-  }
+  double* target = block_histogram_begin<SHARED>(hist, out + row * nbins, nbins);
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t m = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; m < length;
        m += stride) {
@@ -38,12 +35,7 @@ __global__ void bin_power_kernel(const scalar_t* __restrict__ spectrum,
     const double w = weight != nullptr ? static_cast<double>(weight[m]) : 1.0;
     atomicAdd(target + b, w * (re * re + im * im));
   }
-  if (SHARED) {
-    __syncthreads();
-    for (int64_t j = threadIdx.x; j < nbins; j += blockDim.x) {
-      if (hist[j] != 0.0) atomicAdd(out + row * nbins + j, hist[j]);
-    }
-  }
+  block_histogram_end<SHARED>(hist, out + row * nbins, nbins);
 }
 
 template <typename scalar_t>

@@ -17,6 +17,7 @@ implemented.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .. import _ext  # noqa: F401  (loads the compiled ops)
@@ -53,16 +54,10 @@ def _check_weights(weights: torch.Tensor, positions: torch.Tensor) -> None:
 
 
 def _check_n(n) -> int:
+    if isinstance(n, np.integer):
+        n = int(n)
     if isinstance(n, bool) or not isinstance(n, int):
-        try:
-            import numpy as np
-
-            if isinstance(n, np.integer):
-                n = int(n)
-            else:
-                raise TypeError
-        except TypeError:
-            raise TypeError(f"n (cells per side) must be an int, got {n!r}") from None
+        raise TypeError(f"n (cells per side) must be an int, got {n!r}")
     if n < 1:
         raise ValueError(f"n (cells per side) must be >= 1, got {n}")
     if n > 1 << 20:
