@@ -20,12 +20,14 @@ def cli():
 
 
 def _register():
-    from . import demo, info, paint, preprocess, simulate  # noqa: PLC0415
+    from . import demo, info, paint, preprocess, sample, simulate, train  # noqa: PLC0415
 
     cli.add_command(info.info)
     cli.add_command(paint.paint)
     cli.add_command(simulate.simulate)
     cli.add_command(preprocess.preprocess)
+    cli.add_command(train.train)
+    cli.add_command(sample.sample)
     cli.add_command(demo.demo)
 
 

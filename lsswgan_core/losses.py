@@ -35,9 +35,20 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor,
 
 
 def critic_loss(critic, real, fake, gp_lambda: float = 10.0, generator=None):
-    """(loss, wasserstein estimate E D(real) - E D(fake), mean gradient penalty)."""
-    d_real, d_fake = critic(real).squeeze(1), critic(fake.detach()).squeeze(1)
-    gp = gradient_penalty(critic, real, fake, generator)
+    """(loss, wasserstein estimate E D(real) - E D(fake), mean gradient penalty).
+
+    The real, fake and interpolated batches go through the critic in one call: one
+    spectral-norm power iteration per step, and one forward per backward, which is what
+    DistributedDataParallel expects (the penalty's double backward then works under it)."""
+    b = real.shape[0]
+    eps = torch.rand((b,) + (1,) * (real.dim() - 1), generator=generator,
+                     device=real.device, dtype=real.dtype)
+    fake = fake.detach()
+    x_hat = (eps * real.detach() + (1 - eps) * fake).requires_grad_(True)
+    out = critic(torch.cat([real, fake, x_hat])).squeeze(1).float()
+    d_real, d_fake, d_hat = out[:b], out[b:2 * b], out[2 * b:]
+    (grad,) = torch.autograd.grad(d_hat.sum(), x_hat, create_graph=True)
+    gp = (grad.flatten(1).float().norm(dim=1) - 1) ** 2
     loss = (d_fake - d_real + gp_lambda * gp).mean()
     return loss, (d_real - d_fake).mean().detach(), gp.mean().detach()
 

@@ -1,0 +1,103 @@
+"""The duality gap (SPEC section 6), a convergence monitor for GANs.
+
+With M(G, D) = E_x D(x) - E_z D(G(z)) on the dg split:
+    L_max = max over a trajectory of M(G, D') where D' is a copy of D trained against the
+            fixed G (the critic loss with gradient penalty, a fresh Adam at lr_dg);
+    L_min = min over a trajectory of M(G', D) where G' is a copy of G trained to lower M
+            against the fixed D;
+    DG    = L_max - L_min  (>= 0; near 0 when G and D are at an equilibrium).
+Both trajectories include the starting point, and M is measured on the whole dg split
+(with one fixed set of latents) after every pass over it.
+
+The main models are only read: the procedure works on deep copies, with its own optimisers
+and its own random generator, so a run with the gap on ends with exactly the weights,
+optimiser states, BatchNorm and spectral-norm buffers of a run with it off.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from .losses import critic_loss
+from .progress import Progress
+
+
+def _m(critic, generator, source, latents, batch_size, device) -> float:
+    """M(G, D) over the whole split, in batches (generator in train mode, as in training)."""
+    n = len(source)
+    total_real, total_fake = 0.0, 0.0
+    was_training = critic.training
+    critic.eval()   # spectral norm: use the current estimate, no power iteration
+    with torch.no_grad():
+        for lo in range(0, n - batch_size + 1, batch_size):
+            idx = torch.arange(lo, lo + batch_size)
+            total_real += float(critic(source.batch(idx).to(device)).sum())
+            total_fake += float(critic(generator(latents[lo:lo + batch_size])).sum())
+    critic.train(was_training)
+    used = (n // batch_size) * batch_size
+    return (total_real - total_fake) / used
+
+
+def duality_gap(critic, generator, source, cfg, betas=(0.0, 0.9), gp_lambda: float = 10.0,
+                seed: int = 0, device="cpu", show_progress: bool = False) -> dict:
+    """{'duality_gap', 'max', 'min', 'max_curve', 'min_curve'} for the current models.
+
+    critic, generator: the main run's modules (not modified). source: a CubeSource (or any
+    object with len() and batch(indices) -> (b, 1, n, n, n)). cfg: DualityGapConfig
+    (epochs, batch_size, lr)."""
+    b = cfg.batch_size
+    if len(source) < b:
+        raise ValueError(f"the dg split has {len(source)} cubes, fewer than one batch of {b}")
+    steps = len(source) // b
+    rng = torch.Generator(device=device)
+    rng.manual_seed(int(seed))
+    shuffle = torch.Generator()
+    shuffle.manual_seed(int(seed))
+    latent_dim = generator.latent_dim
+    latents = torch.randn(steps * b, latent_dim, generator=rng, device=device)
+
+    def batches():
+        order = torch.randperm(len(source), generator=shuffle)
+        for i in range(steps):
+            yield source.batch(order[i * b:(i + 1) * b]).to(device)
+
+    bar = Progress(2 * cfg.epochs * steps, "duality gap", enabled=show_progress)
+
+    # L_max: a copy of D trained against the fixed G
+    d_copy, g_fixed = copy.deepcopy(critic).train(), copy.deepcopy(generator).train()
+    for p in g_fixed.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.Adam(d_copy.parameters(), lr=cfg.lr, betas=betas)
+    max_curve = [_m(d_copy, g_fixed, source, latents, b, device)]
+    for _ in range(cfg.epochs):
+        for real in batches():
+            with torch.no_grad():
+                fake = g_fixed(torch.randn(b, latent_dim, generator=rng, device=device))
+            loss, _, _ = critic_loss(d_copy, real, fake, gp_lambda, rng)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            bar.update(1)
+        max_curve.append(_m(d_copy, g_fixed, source, latents, b, device))
+    del d_copy, g_fixed, opt
+
+    # L_min: a copy of G trained to lower M against the fixed D
+    g_copy, d_fixed = copy.deepcopy(generator).train(), copy.deepcopy(critic).eval()
+    for p in d_fixed.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.Adam(g_copy.parameters(), lr=cfg.lr, betas=betas)
+    min_curve = [_m(d_fixed, g_copy, source, latents, b, device)]
+    for _ in range(cfg.epochs):
+        for _ in range(steps):
+            fake = g_copy(torch.randn(b, latent_dim, generator=rng, device=device))
+            loss = -d_fixed(fake).mean()      # E_x D(x) is constant in G
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            bar.update(1)
+        min_curve.append(_m(d_fixed, g_copy, source, latents, b, device))
+
+    hi, lo = max(max_curve), min(min_curve)
+    return {"duality_gap": hi - lo, "max": hi, "min": lo, "max_curve": max_curve,
+            "min_curve": min_curve}

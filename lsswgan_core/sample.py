@@ -1,0 +1,72 @@
+"""Generate cubes from a trained generator and write them as HDF5.
+
+The generator runs with BatchNorm in training mode (batch statistics), as it did during
+training and as the paper's samples were drawn; `batch` should therefore be close to the
+training batch size (the default is that size). Transformed values lie in [0, 1]; with
+`physical=True` they are mapped back to rho/rhobar through the dataset's exact inverse.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data.transform import Transform
+from .progress import Progress
+from .train import load_checkpoint, models_from_checkpoint
+
+
+def generate(checkpoint, n: int, *, batch: int | None = None, physical: bool = False,
+             seed: int = 0, device: str = "cpu", show_progress: bool = False):
+    """(cubes (n, c, c, c) float32 ndarray, attributes dict, cubes per second)."""
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    ckpt = load_checkpoint(checkpoint, map_location=device)
+    _, generator, cfg, attrs = models_from_checkpoint(ckpt, device)
+    batch = batch or cfg.train.batch_size
+    if batch < 2:
+        raise ValueError("batch must be at least 2 (the generator's BatchNorm uses batch statistics)")
+    transform = Transform.from_attrs(attrs)
+    rng = torch.Generator(device=device)
+    rng.manual_seed(int(seed))
+    generator.train()
+    out = np.empty((n,) + (cfg.model.cube,) * 3, dtype=np.float32)
+    bar = Progress(n, "sample", enabled=show_progress)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for lo in range(0, n, batch):
+            b = max(min(batch, n - lo), 2)
+            z = torch.randn(b, cfg.model.latent_dim, generator=rng, device=device)
+            cubes = generator(z)[: n - lo, 0].double()
+            if physical:
+                cubes = transform.inverse(cubes)
+            out[lo:lo + cubes.shape[0]] = cubes.float().cpu().numpy()
+            bar.update(cubes.shape[0])
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    rate = n / (time.perf_counter() - t0)
+    meta = {**{k: v for k, v in attrs.items() if not isinstance(v, (list, dict))},
+            "physical": physical, "values": "rho/rhobar" if physical else "transformed, [0, 1]",
+            "checkpoint_epoch": int(ckpt["epoch"]), "sample_seed": int(seed),
+            "source_attributes": json.dumps(attrs)}
+    return out, meta, rate
+
+
+def write_samples(path, cubes: np.ndarray, attrs: dict) -> Path:
+    """Write `samples` (n, c, c, c) with the attributes, to a temporary name then rename."""
+    import h5py  # noqa: PLC0415
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w") as f:
+        c = cubes.shape[1]
+        f.create_dataset("samples", data=cubes, chunks=(1, c, c, c), compression="gzip",
+                         compression_opts=1)
+        for key, value in attrs.items():
+            f.attrs[key] = value
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,262 @@
+"""The training loop: resume after a real SIGKILL, the duality gap's isolation and meaning,
+non-finite losses, clear errors, DistributedDataParallel with 2 CPU processes, sampling."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from lsswgan_core import train as train_module
+from lsswgan_core.config import DualityGapConfig, config_from_dict
+from lsswgan_core.duality_gap import duality_gap
+from lsswgan_core.models import Critic, Generator
+from lsswgan_core.train import TrainingError, load_checkpoint, read_metrics, train
+
+from ._datasets import write_dataset
+
+TINY = {"model": {"width": 0.125},
+        "train": {"epochs": 3, "batch_size": 4, "n_critic": 2, "summary_epochs": 2,
+                  "log_every": 1, "checkpoint_every": 2},
+        "duality_gap": {"every": 2, "epochs": 1, "batch_size": 4}}
+TIMING = ("sec_per_critic_step", "sec_per_generator_step", "dg_seconds")
+
+
+def tiny_config(**sections):
+    table = json.loads(json.dumps(TINY))
+    for name, values in sections.items():
+        table.setdefault(name, {}).update(values)
+    return config_from_dict(table)
+
+
+def write_toml(path, cfg):
+    from lsswgan_core.config import config_to_toml
+
+    path.write_text(config_to_toml(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("data") / "tiny.h5", sizes=(32, 8, 8))
+
+
+@pytest.fixture(scope="module")
+def reference_run(dataset, tmp_path_factory):
+    """An uninterrupted 3-epoch run with the duality gap on (after epoch 2)."""
+    out = tmp_path_factory.mktemp("runs") / "reference"
+    train(dataset, out, tiny_config(), show_progress=False)
+    return out
+
+
+def assert_same_checkpoint(a, b):
+    ca, cb = load_checkpoint(a), load_checkpoint(b)
+    assert (ca["epoch"], ca["generator_step"], ca["critic_step"]) == \
+        (cb["epoch"], cb["generator_step"], cb["critic_step"])
+    for key in ("critic", "generator"):
+        assert ca[key].keys() == cb[key].keys()
+        for name in ca[key]:   # weights and buffers (BatchNorm statistics, spectral-norm u, v)
+            assert torch.equal(ca[key][name], cb[key][name]), f"{key}.{name} differs"
+    for key in ("opt_critic", "opt_generator"):
+        for pid, state in ca[key]["state"].items():
+            for name, value in state.items():
+                assert torch.equal(value, cb[key]["state"][pid][name]), f"{key} {pid} {name}"
+
+
+def strip_timing(records):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in records]
+
+
+def test_run_directory_and_metrics(reference_run):
+    assert (reference_run / "config.toml").is_file()
+    ckpts = sorted(p.name for p in (reference_run / "checkpoints").iterdir())
+    assert ckpts == ["epoch_00002.pt", "last.pt"]
+    records = read_metrics(reference_run / "metrics.jsonl")
+    steps = [r for r in records if "critic_loss" in r]
+    # 32 cubes / batch 4 = 8 critic steps per epoch, a generator step every 2: 4 per epoch
+    assert [r["step"] for r in steps] == list(range(1, 13))
+    for key in ("generator_loss", "wasserstein", "gp", "grad_norm_critic", "grad_norm_generator",
+                "sec_per_critic_step", "sec_per_generator_step"):
+        assert all(np.isfinite(r[key]) for r in steps), key
+    # the summary loss is on for summary_epochs = 2, then off
+    assert all("summary_pk" in r and r["summary"] > 0 for r in steps if r["epoch"] <= 2)
+    assert not any("summary" in r for r in steps if r["epoch"] == 3)
+    dg = [r for r in records if "duality_gap" in r]
+    assert len(dg) == 1 and dg[0]["epoch"] == 2 and dg[0]["duality_gap"] >= 0
+    last = load_checkpoint(reference_run / "checkpoints" / "last.pt")
+    assert last["epoch"] == 3 and last["generator_step"] == 12
+
+
+def test_resume_after_sigkill_reaches_the_same_weights(dataset, reference_run, tmp_path):
+    """Kill a real `lsscore train` process in the middle of epoch 2, resume, compare."""
+    out = tmp_path / "killed"
+    config = write_toml(tmp_path / "tiny.toml", tiny_config())
+    cmd = [sys.executable, "-m", "lsscore", "train", "--data", str(dataset), "--config",
+           str(config), "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if metrics.exists() and any(r.get("epoch") == 2 and r.get("step") == 6
+                                        for r in read_metrics(metrics)):
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        proc.kill()
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] == 1   # killed mid-epoch 2
+    assert any(r["step"] >= 6 for r in read_metrics(metrics))
+    done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert_same_checkpoint(out / "checkpoints" / "last.pt",
+                           reference_run / "checkpoints" / "last.pt")
+    assert strip_timing(read_metrics(metrics)) == \
+        strip_timing(read_metrics(reference_run / "metrics.jsonl"))
+
+
+def test_duality_gap_does_not_touch_the_run(dataset, reference_run, tmp_path):
+    out = tmp_path / "no_dg"
+    train(dataset, out, tiny_config(duality_gap={"enabled": False}), show_progress=False)
+    assert_same_checkpoint(out / "checkpoints" / "last.pt",
+                           reference_run / "checkpoints" / "last.pt")
+    assert not any("duality_gap" in r for r in read_metrics(out / "metrics.jsonl"))
+
+
+class Cubes:
+    """A CubeSource stand-in over a tensor."""
+
+    def __init__(self, cubes):
+        self.cubes = cubes
+
+    def __len__(self):
+        return len(self.cubes)
+
+    def batch(self, idx):
+        return self.cubes[idx]
+
+
+def test_duality_gap_small_at_equilibrium_large_when_off():
+    """At an equilibrium (G's own distribution as data, a constant critic, which is the
+    optimal critic there) the gap is near 0; with data far from G it is large."""
+    torch.manual_seed(3)
+    generator = Generator(width=0.125)
+    critic = Critic(width=0.125)
+    with torch.no_grad():
+        critic.dense.weight.zero_()
+        matched = torch.cat([generator(torch.randn(8, 256)) for _ in range(4)])
+    off = (0.9 + 0.05 * torch.rand(32, 1, 32, 32, 32)).clamp(max=1)
+    cfg = DualityGapConfig(epochs=2, batch_size=8)
+    gap_matched = duality_gap(critic, generator, Cubes(matched), cfg, seed=1)
+    gap_off = duality_gap(critic, generator, Cubes(off), cfg, seed=1)
+    assert gap_matched["duality_gap"] >= 0
+    assert gap_off["duality_gap"] > 10 * gap_matched["duality_gap"]
+    assert gap_off["max"] > gap_off["max_curve"][0]    # the critic copy learned to separate
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(dataset, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_loss = train_module.critic_loss
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss, w, gp = real_loss(*args, **kwargs)
+        return (loss * float("nan") if calls["n"] == 11 else loss), w, gp
+
+    monkeypatch.setattr(train_module, "critic_loss", poisoned)
+    out = tmp_path / "nan"
+    with pytest.raises(TrainingError, match=r"non-finite critic loss at epoch 2, critic step 3 "
+                                            r"of the epoch \(generator step 6\)"):
+        train(dataset, out, tiny_config(duality_gap={"enabled": False}), show_progress=False)
+    ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert ckpt["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in ckpt["critic"].values())
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "lsscore", *map(str, args)], capture_output=True,
+                          text=True, timeout=300, cwd=cwd)
+
+
+def test_clear_errors(dataset, reference_run, tmp_path):
+    small = write_dataset(tmp_path / "small.h5", sizes=(8, 2, 2), n=16)
+    res = run_cli("train", "--data", small, "--out", tmp_path / "r")
+    assert res.returncode != 0 and "cubes are 16^3 but the model takes 32^3" in res.stderr
+    assert "Traceback" not in res.stderr
+    res = run_cli("train", "--data", dataset, "--out", reference_run)
+    assert res.returncode != 0 and "already holds a run; pass --resume" in res.stderr
+    res = run_cli("train", "--data", dataset, "--out", tmp_path / "nothing", "--resume")
+    assert res.returncode != 0 and "nothing to resume" in res.stderr
+    copy = tmp_path / "copy"
+    shutil.copytree(reference_run, copy)
+    other = write_toml(tmp_path / "other.toml", tiny_config(train={"n_critic": 3}))
+    res = run_cli("train", "--data", dataset, "--out", copy, "--resume", "--config", other)
+    assert res.returncode != 0 and "differs from" in res.stderr
+    res = run_cli("sample", "--checkpoint", tmp_path / "none.pt", "--n", 2, "--out", tmp_path / "s.h5")
+    assert res.returncode != 0 and "no such checkpoint" in res.stderr
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    res = run_cli("sample", "--checkpoint", tmp_path / "junk.pt", "--n", 2, "--out", tmp_path / "s.h5")
+    assert res.returncode != 0 and "not a readable lsscore checkpoint" in res.stderr
+    with h5py.File(tmp_path / "nan.h5", "w") as f:
+        f.create_dataset("train", data=np.full((8, 32, 32, 32), np.nan, np.float32))
+    with pytest.raises(TrainingError, match="NaN"):
+        train(tmp_path / "nan.h5", tmp_path / "r2", tiny_config(), show_progress=False)
+    with pytest.raises(TrainingError, match="fewer than one batch"):
+        train(write_dataset(tmp_path / "few.h5", sizes=(3, 2, 2)), tmp_path / "r3", tiny_config(),
+              show_progress=False)
+
+
+def test_sample_writes_transformed_and_physical_cubes(dataset, reference_run, tmp_path):
+    ckpt = reference_run / "checkpoints" / "last.pt"
+    res = run_cli("sample", "--checkpoint", ckpt, "--n", 10, "--out", tmp_path / "t.h5",
+                  "--batch", 4)
+    assert res.returncode == 0, res.stderr
+    assert "cubes/s" in res.stdout
+    res = run_cli("sample", "--checkpoint", ckpt, "--n", 10, "--out", tmp_path / "p.h5",
+                  "--batch", 4, "--physical")
+    assert res.returncode == 0, res.stderr
+    from lsswgan_core.data import Transform
+
+    with h5py.File(tmp_path / "t.h5") as t, h5py.File(tmp_path / "p.h5") as p, h5py.File(dataset) as d:
+        y, x = t["samples"][...], p["samples"][...]
+        assert y.shape == x.shape == (10, 32, 32, 32)
+        assert 0 <= y.min() and y.max() <= 1
+        for key in ("transform_x_max", "transform_c", "transform_s", "transform_name", "cube_size"):
+            assert t.attrs[key] == d.attrs[key]
+        transform = Transform.from_attrs(p.attrs)
+        np.testing.assert_allclose(x, transform.inverse(y.astype(np.float64)), rtol=1e-5, atol=1e-6)
+        assert not t.attrs["physical"] and p.attrs["physical"]
+
+
+def test_torchrun_two_cpu_processes(dataset, tmp_path):
+    """`torchrun --nproc-per-node 2 -m lsscore train` with gloo: the run finishes and the
+    replicas stay identical (the loop checks rank 0's weights against every rank's)."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    config = write_toml(tmp_path / "tiny.toml", tiny_config(train={"epochs": 2}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([str(torchrun), "--nproc-per-node", "2", "-m", "lsscore", "train",
+                          "--data", str(dataset), "--config", str(config), "--out",
+                          str(tmp_path / "ddp")], capture_output=True, text=True, timeout=300,
+                         env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    records = read_metrics(tmp_path / "ddp" / "metrics.jsonl")
+    divergence = [r["ddp_divergence"] for r in records if "ddp_divergence" in r]
+    assert divergence == [0.0, 0.0]
+    # 2 ranks x 16 cubes each / batch 4: 4 critic steps per epoch per rank
+    assert load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")["critic_step"] == 8
+    steps = [r for r in records if "gp" in r]
+    assert steps and all(np.isfinite(r["gp"]) and r["gp"] > 0 for r in steps)
+    res = subprocess.run([str(torchrun), "--nproc-per-node", "2",
+                          str(Path(__file__).with_name("_ddp_gradient_penalty.py"))],
+                         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+    assert res.stdout.count("largest relative gradient difference") == 2
