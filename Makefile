@@ -35,11 +35,7 @@ test: build
 
 demo: build
 	$(VENV)/bin/lsscore info
-	$(VENV)/bin/lsscore demo --out demo
-	$(VENV)/bin/lsscore simulate --out demo/suite --n-sims 6 --particles 64 --box 256 --seed 0
-	$(VENV)/bin/lsscore preprocess demo/suite/sim_* --out demo/dataset.h5 --grid 128 --cube 32 \
-		--cubes-per-box 32 --seed 0 --length-unit Mpc/h
-	@echo "demo outputs (painting checks, the simulated suite, the dataset) are in demo/"
+	$(VENV)/bin/lsscore demo --out demo --config configs/demo.toml
 
 bench: build
 	$(PY) bench/run.py

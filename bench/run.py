@@ -16,10 +16,11 @@ import bm_histogram  # noqa: E402
 import bm_paint  # noqa: E402
 import bm_peaks  # noqa: E402
 import bm_power_spectrum  # noqa: E402
+import bm_train_step  # noqa: E402
 from _common import machine  # noqa: E402
 
 BENCHMARKS = {"paint": bm_paint, "find_peaks": bm_peaks, "power_spectrum": bm_power_spectrum,
-              "soft_histogram": bm_histogram}
+              "soft_histogram": bm_histogram, "train_step": bm_train_step}
 
 
 def main():

@@ -20,7 +20,7 @@ def cli():
 
 
 def _register():
-    from . import demo, info, paint, preprocess, sample, simulate, train  # noqa: PLC0415
+    from . import demo, evaluate, info, paint, preprocess, sample, simulate, train  # noqa: PLC0415
 
     cli.add_command(info.info)
     cli.add_command(paint.paint)
@@ -28,6 +28,7 @@ def _register():
     cli.add_command(preprocess.preprocess)
     cli.add_command(train.train)
     cli.add_command(sample.sample)
+    cli.add_command(evaluate.evaluate)
     cli.add_command(demo.demo)
 
 

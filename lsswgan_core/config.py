@@ -17,6 +17,9 @@ class ModelConfig:
     width: float = 1.0
     latent_dim: int = 256
     cube: int = 32
+    # start the generator's last bias at logit(mean of the training cubes), so that its first
+    # outputs have the data's mean instead of sigmoid(0) = 0.5 (not in the paper; off there)
+    init_output_bias: bool = False
 
 
 @dataclass

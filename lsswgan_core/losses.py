@@ -11,6 +11,13 @@ standard deviations sigma (sample, ddof = 1):
     S   = lambda_pk D_pk + lambda_m D_m + lambda_p D_p
 The fields are the transformed cubes in [0, 1]; peaks use boundary='open' (cropped cubes are
 not periodic).
+
+Units: the paper leaves them open, and D_s is not scale-free (|mu_f - mu_r| carries the units
+of the statistic), so with raw counts the mass histogram of 32^3 voxels outweighs a power
+spectrum in box units by ~10^7. With `normalise` (the default) each statistic, real and
+generated alike, is divided by the real batch's mean over samples and bins (a constant),
+which makes every D_s a dimensionless, e_b-weighted relative error and the lambdas meaningful
+weights. `normalise = false` gives the literal formula on raw statistics.
 """
 from __future__ import annotations
 
@@ -65,6 +72,7 @@ class SummaryConfig:
     peak_bins: int = 30
     peak_radius: int = 2
     value_range: tuple = (0.0, 1.0)
+    normalise: bool = True       # each statistic in units of the real batch's bin-averaged mean
 
 
 def summary_statistics(cubes: torch.Tensor, cfg: SummaryConfig) -> dict[str, torch.Tensor]:
@@ -92,6 +100,10 @@ def summary_loss(real: torch.Tensor, fake: torch.Tensor, cfg: SummaryConfig | No
     with torch.no_grad():
         s_real = summary_statistics(real, cfg)
     s_fake = summary_statistics(fake, cfg)
+    if cfg.normalise:   # dimensionless statistics: comparable terms whatever the units and sizes
+        scales = {k: v.mean().clamp_min(torch.finfo(v.dtype).tiny) for k, v in s_real.items()}
+        s_real = {k: v / scales[k] for k, v in s_real.items()}
+        s_fake = {k: v / scales[k] for k, v in s_fake.items()}
     terms = {k: summary_distance(s_real[k], s_fake[k], cfg.delta, cfg.eps) for k in s_real}
     total = cfg.lambda_pk * terms["pk"] + cfg.lambda_mass * terms["mass"] + cfg.lambda_peak * terms["peak"]
     return total, {k: v.detach() for k, v in terms.items()}

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import time
 from collections import defaultdict
@@ -79,6 +80,12 @@ class CubeSource:
     def __len__(self):
         return int(self._dset.shape[0])
 
+    def mean(self) -> float:
+        """Mean value of the split (of its first 1024 cubes when it is not in memory)."""
+        if self._data is not None:
+            return float(self._data.mean(dtype=torch.float64))
+        return float(np.mean(self._dset[:1024], dtype=np.float64))
+
     def batch(self, indices: torch.Tensor) -> torch.Tensor:
         if self._data is not None:
             return self._data[indices].unsqueeze(1)
@@ -87,6 +94,14 @@ class CubeSource:
         out = np.empty_like(rows)
         out[order] = rows
         return torch.from_numpy(out.astype(np.float32, copy=False)).unsqueeze(1)
+
+
+def init_output_bias(generator, mean: float) -> None:
+    """Set the bias of the generator's last layer (before the sigmoid) to logit(mean)."""
+    last = [m for m in generator.modules() if isinstance(m, torch.nn.ConvTranspose3d)][-1]
+    mean = min(max(float(mean), 1e-4), 1 - 1e-4)
+    with torch.no_grad():
+        last.bias.fill_(math.log(mean / (1 - mean)))
 
 
 def _plain(value):
@@ -369,7 +384,7 @@ def _train(data, out, config, resume, device, dist, show_progress, max_epochs):
     generator.to(device)
     opt_c = torch.optim.Adam(critic.parameters(), lr=config.optim.lr, betas=config.optim.betas)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.optim.lr, betas=config.optim.betas)
-    start_epoch, gstep, cstep = 0, 0, 0
+    start_epoch, gstep, cstep, elapsed0 = 0, 0, 0, 0.0
     if resume:
         ckpt = load_checkpoint(ckpt_dir / "last.pt", map_location=device)
         critic.load_state_dict(ckpt["critic"])
@@ -377,28 +392,47 @@ def _train(data, out, config, resume, device, dist, show_progress, max_epochs):
         opt_c.load_state_dict(ckpt["opt_critic"])
         opt_g.load_state_dict(ckpt["opt_generator"])
         start_epoch, gstep, cstep = ckpt["epoch"], ckpt["generator_step"], ckpt["critic_step"]
+        elapsed0 = float(ckpt.get("elapsed", 0.0))
         if ckpt["world_size"] != dist.world:
             raise TrainingError(f"the run was started with {ckpt['world_size']} processes; "
                                 f"resume it with the same number (got {dist.world})")
         if main:
             with open(metrics_path, "a") as f:   # drop what the killed run logged after it
                 f.truncate(ckpt["metrics_offset"])
-    elif main:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        (out / "config.toml").write_text(config_to_toml(config))
-        metrics_path.write_text("")
+    else:
+        if config.model.init_output_bias:
+            init_output_bias(generator, train_set.mean())
+        if main:
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            (out / "config.toml").write_text(config_to_toml(config))
+            metrics_path.write_text("")
+
+    def payload(epoch):
+        return {"format": CHECKPOINT_FORMAT, "epoch": epoch, "generator_step": gstep,
+                "critic_step": cstep, "critic": critic.state_dict(),
+                "generator": generator.state_dict(), "opt_critic": opt_c.state_dict(),
+                "opt_generator": opt_g.state_dict(), "config": config_to_toml(config),
+                "dataset": dataset_attrs, "world_size": dist.world,
+                "metrics_offset": reporter.offset(), "elapsed": elapsed()}
+
+    dataset_attrs = json.dumps({**train_set.attrs, "path": str(Path(data).resolve().name)})
+    reporter = Reporter(metrics_path if main else None)
+    t_start = time.perf_counter()
+
+    def elapsed():
+        return round(elapsed0 + time.perf_counter() - t_start, 3)
+
+    if main and not resume and tc.checkpoint_every > 0:   # the untrained models, for comparison
+        save_checkpoint(ckpt_dir / "epoch_00000.pt", payload(0))
     dist.barrier()
 
     critic_ddp, generator_ddp = dist.wrap(critic, device), dist.wrap(generator, device)
     g_params = [p for p in generator.parameters() if p.requires_grad]
-    reporter = Reporter(metrics_path if main else None)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16,
                               enabled=device.startswith("cuda") and tc.bf16)
-    dataset_attrs = json.dumps({**train_set.attrs, "path": str(Path(data).resolve().name)})
     last_real = None
     end_epoch = tc.epochs if max_epochs is None else min(tc.epochs, start_epoch + max_epochs)
     record = None
-
     for epoch in range(start_epoch, end_epoch):
         shuffle = _generator("cpu", tc.seed, epoch, 0, PURPOSE_SHUFFLE)
         order = torch.randperm(len(train_set), generator=shuffle)[dist.rank::dist.world]
@@ -457,7 +491,7 @@ def _train(data, out, config, resume, device, dist, show_progress, max_epochs):
             reporter.report("adversarial", adversarial.detach())
             reporter.report("sec_per_generator_step", time.perf_counter() - t0)
             if gstep % tc.log_every == 0:
-                record = reporter.flush(epoch=epoch + 1, step=gstep, critic_step=cstep) or record
+                record = reporter.flush(epoch=epoch + 1, step=gstep, critic_step=cstep, elapsed=elapsed()) or record
             latest = reporter.latest
             bar.update(1, f"W {latest.get('wasserstein', float('nan')):.3g} "
                           f"gp {latest.get('gp', float('nan')):.3g}")
@@ -465,7 +499,7 @@ def _train(data, out, config, resume, device, dist, show_progress, max_epochs):
         # ---- end of epoch: flush, duality gap, checkpoint
         if dist.active:
             reporter.report("ddp_divergence", max(dist.divergence(critic), dist.divergence(generator)))
-        record = reporter.flush(epoch=epoch + 1, step=gstep, critic_step=cstep) or record
+        record = reporter.flush(epoch=epoch + 1, step=gstep, critic_step=cstep, elapsed=elapsed()) or record
         if main and dg_set is not None and (epoch + 1) % dc.every == 0:
             t0 = time.perf_counter()
             dg = duality_gap(critic, generator, dg_set, dc, config.optim.betas, config.train.gp_lambda,
@@ -475,17 +509,12 @@ def _train(data, out, config, resume, device, dist, show_progress, max_epochs):
             reporter.report("dg_max", dg["max"])
             reporter.report("dg_min", dg["min"])
             reporter.report("dg_seconds", time.perf_counter() - t0)
-            record = reporter.flush(epoch=epoch + 1, step=gstep, critic_step=cstep) or record
+            record = reporter.flush(epoch=epoch + 1, step=gstep, critic_step=cstep, elapsed=elapsed()) or record
         if main:
-            payload = {"format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "generator_step": gstep,
-                       "critic_step": cstep, "critic": critic.state_dict(),
-                       "generator": generator.state_dict(), "opt_critic": opt_c.state_dict(),
-                       "opt_generator": opt_g.state_dict(), "config": config_to_toml(config),
-                       "dataset": dataset_attrs, "world_size": dist.world,
-                       "metrics_offset": reporter.offset()}
-            save_checkpoint(ckpt_dir / "last.pt", payload)
+            state = payload(epoch + 1)
+            save_checkpoint(ckpt_dir / "last.pt", state)
             if tc.checkpoint_every > 0 and (epoch + 1) % tc.checkpoint_every == 0:
-                save_checkpoint(ckpt_dir / f"epoch_{epoch + 1:05d}.pt", payload)
+                save_checkpoint(ckpt_dir / f"epoch_{epoch + 1:05d}.pt", state)
         dist.barrier()
     return record or {}
 

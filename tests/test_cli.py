@@ -1,4 +1,5 @@
-"""The `lsscore` CLI: info, paint, demo, and the message for a missing build."""
+"""The `lsscore` CLI: info, paint, demo options, and the message for a missing build
+(the demo pipeline itself: tests/test_evaluate.py)."""
 import json
 import os
 import subprocess
@@ -61,12 +62,10 @@ def test_paint_command_bad_input(tmp_path):
     assert "Traceback" not in result.output
 
 
-def test_demo_prints_checks(tmp_path):
-    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path), "--particles", "20000",
-                                      "--grid", "16"])
-    assert result.exit_code == 0, result.output
-    assert "every total mass should equal 20000" in result.output
-    assert (tmp_path / "painted_cic.npy").exists()
+def test_demo_refuses_a_missing_config(tmp_path):
+    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path), "--config",
+                                      str(tmp_path / "none.toml")])
+    assert result.exit_code != 0 and "none.toml not found" in result.output
 
 
 def test_missing_build_gives_a_build_message():

@@ -26,7 +26,7 @@ TINY = {"model": {"width": 0.125},
         "train": {"epochs": 3, "batch_size": 4, "n_critic": 2, "summary_epochs": 2,
                   "log_every": 1, "checkpoint_every": 2},
         "duality_gap": {"every": 2, "epochs": 1, "batch_size": 4}}
-TIMING = ("sec_per_critic_step", "sec_per_generator_step", "dg_seconds")
+TIMING = ("sec_per_critic_step", "sec_per_generator_step", "dg_seconds", "elapsed")
 
 
 def tiny_config(**sections):
@@ -77,7 +77,8 @@ def strip_timing(records):
 def test_run_directory_and_metrics(reference_run):
     assert (reference_run / "config.toml").is_file()
     ckpts = sorted(p.name for p in (reference_run / "checkpoints").iterdir())
-    assert ckpts == ["epoch_00002.pt", "last.pt"]
+    assert ckpts == ["epoch_00000.pt", "epoch_00002.pt", "last.pt"]
+    assert load_checkpoint(reference_run / "checkpoints" / "epoch_00000.pt")["generator_step"] == 0
     records = read_metrics(reference_run / "metrics.jsonl")
     steps = [r for r in records if "critic_loss" in r]
     # 32 cubes / batch 4 = 8 critic steps per epoch, a generator step every 2: 4 per epoch

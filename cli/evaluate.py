@@ -1,0 +1,36 @@
+"""`lsscore evaluate`: the report (metrics.json and the paper's figures) of a trained run."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="A checkpoint of `lsscore train` (RUN/checkpoints/last.pt); the run's "
+              "metrics.jsonl is read from RUN.")
+@click.option("--data", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The dataset the run was trained on.")
+@click.option("--split", default="val", show_default=True, help="The real cubes to compare with.")
+@click.option("--n", "n", type=click.IntRange(min=2), default=None,
+              help="Generated cubes (default: as many as the split has).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="The report directory.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+def evaluate(checkpoint, data, split, n, out, seed, device):
+    """Compare generated cubes with a real split in physical units (P(k), mass and peak
+    histograms, bispectrum; compatibility per bin, Frechet distances) and draw Figs. 4-8."""
+    from lsswgan_core.evaluate import evaluate as run  # noqa: PLC0415
+
+    metrics = run(checkpoint, data, out, split=split, n=n, seed=seed, device=device,
+                  show_progress=True)
+    for name, block in metrics.get("summaries", {}).items():
+        click.echo(f"{name:<16} compatibility (mean over bins) {block['compatibility_mean']:.3f}"
+                   f"   Frechet distance {block['frechet_distance']:.4g}")
+    click.echo(f"report: {out / 'metrics.json'} and {len(metrics['figures'])} figures in {out}")
+    for problem in metrics["problems"]:
+        click.echo(f"warning: {problem}", err=True)
+    if "summaries" not in metrics:
+        raise click.ClickException("no comparison was possible: " + "; ".join(metrics["problems"]))

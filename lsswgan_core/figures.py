@@ -1,0 +1,210 @@
+"""The paper's figures (Figs. 4-8) as PNG, with matplotlib's Agg backend (no display needed).
+Each function takes plain data and a path and returns the path (None when there is nothing
+to draw)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+REAL, FAKE = "#1f4e79", "#c0504d"
+
+
+def _plt():
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    return plt
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    return path
+
+
+def losses(records: list[dict], path) -> Path | None:
+    """Fig. 4: critic and generator losses, the Wasserstein estimate and the gradient
+    penalty against generator steps; the summary-loss terms while they were on."""
+    steps = [r for r in records if "critic_loss" in r]
+    if not steps:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    x = [r["step"] for r in steps]
+    ax = axes[0]
+    for key, label in (("critic_loss", "critic loss"), ("generator_loss", "generator loss"),
+                       ("wasserstein", "Wasserstein estimate"), ("gp", "gradient penalty")):
+        ax.plot(x, [r.get(key, math.nan) for r in steps], label=label, lw=1.2)
+    ax.set_xlabel("generator step")
+    ax.set_ylabel("loss")
+    ax.set_title("adversarial losses")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    drawn = False
+    for key, label in (("summary_pk", "$D_{P(k)}$"), ("summary_mass", "$D_m$ (mass histogram)"),
+                       ("summary_peak", "$D_p$ (peak histogram)")):
+        pts = [(r["step"], r[key]) for r in steps if key in r]
+        if pts:
+            ax.plot(*zip(*pts), label=label, lw=1.2)
+            drawn = True
+    if drawn:
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "summary loss off", ha="center", transform=ax.transAxes)
+    ax.set_xlabel("generator step")
+    ax.set_ylabel("summary distance")
+    ax.set_title("summary loss terms")
+    return _save(fig, path)
+
+
+def duality_gap(records: list[dict], path) -> Path | None:
+    """Fig. 5: the duality gap against the epoch (log scale)."""
+    pts = [(r["epoch"], r["duality_gap"]) for r in records if "duality_gap" in r]
+    if not pts:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    epochs, gap = zip(*pts)
+    ax.plot(epochs, gap, "o-", color=REAL)
+    if min(gap) > 0:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("duality gap  $L_{max} - L_{min}$")
+    ax.set_title("duality gap")
+    return _save(fig, path)
+
+
+def slices(real: np.ndarray, fake: np.ndarray, path, count: int = 4) -> Path:
+    """Fig. 6: the middle slice of real and generated cubes, log10(1 + rho/rhobar), on one
+    colour scale."""
+    plt = _plt()
+    count = min(count, len(real), len(fake))
+    mid = real.shape[-1] // 2
+    r = np.log10(1 + real[:count, mid])
+    f = np.log10(1 + fake[:count, mid])
+    vmax = max(r.max(), f.max())
+    fig, axes = plt.subplots(2, count, figsize=(2.4 * count + 1, 5), squeeze=False)
+    for j in range(count):
+        for i, (img, name) in enumerate(((r[j], "real"), (f[j], "generated"))):
+            im = axes[i, j].imshow(img, vmin=0, vmax=vmax, cmap="inferno", origin="lower")
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+            if j == 0:
+                axes[i, j].set_ylabel(name)
+    fig.colorbar(im, ax=axes, shrink=0.8, label=r"$\log_{10}(1 + \rho/\bar\rho)$")
+    return _save(fig, path)
+
+
+def _log_x(ax):
+    from matplotlib.ticker import NullFormatter  # noqa: PLC0415
+
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _band(ax, x, block, scale=1.0, log=False):
+    for key, color, label in (("real", REAL, "real"), ("fake", FAKE, "generated")):
+        mu, sd = np.asarray(block[f"{key}_mean"], float), np.asarray(block[f"{key}_std"], float)
+        mu, sd = mu * scale, sd * scale
+        ax.plot(x, mu, color=color, label=label, lw=1.4)
+        lo = np.clip(mu - sd, 1e-30, None) if log else mu - sd
+        ax.fill_between(x, lo, mu + sd, color=color, alpha=0.25, lw=0)
+
+
+def _ratio(ax, x, block):
+    r, f = np.asarray(block["real_mean"], float), np.asarray(block["fake_mean"], float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(r != 0, f / r, np.nan)
+        band = np.where(r != 0, np.asarray(block["real_std"], float) / np.abs(r), np.nan)
+    ax.fill_between(x, 1 - band, 1 + band, color=REAL, alpha=0.2, lw=0)
+    ax.plot(x, ratio, color=FAKE, lw=1.2)
+    ax.axhline(1, color="k", lw=0.6)
+    ax.set_ylim(0, 2)
+    ax.set_ylabel("gen / real")
+
+
+def summaries(metrics: dict, path) -> Path:
+    """Fig. 7: the summaries with 1-sigma bands (real and generated) and a ratio panel."""
+    plt = _plt()
+    s = metrics["summaries"]
+    pairs = metrics["bispectrum_pairs"]
+    ncol = 3 + len(pairs)
+    fig, axes = plt.subplots(2, ncol, figsize=(4 * ncol, 5.8), sharex="col",
+                             gridspec_kw={"height_ratios": [3, 1]})
+    k = np.asarray(metrics["k"], float)
+    edges = np.asarray(metrics["log10_x_edges"], float)
+    centres = (edges[1:] + edges[:-1]) / 2
+    theta = np.asarray(metrics["theta"], float) / math.pi
+    panels = [("power_spectrum", k, r"$k$ [$h$/Mpc]", r"$P(k)$ [(Mpc/$h$)$^3$]", True),
+              ("mass_histogram", centres, r"$\log_{10}\,\rho/\bar\rho$", "voxel fraction", True),
+              ("peak_histogram", centres, r"$\log_{10}\,\rho/\bar\rho$ at peaks", "peaks per cube",
+               False)]
+    for j, (name, x, xlabel, ylabel, log) in enumerate(panels):
+        ax = axes[0, j]
+        _band(ax, x, s[name], log=log)
+        if name == "power_spectrum":
+            _log_x(ax)
+        if log:
+            ax.set_yscale("log")
+            means = np.concatenate([np.asarray(s[name][f"{w}_mean"], float) for w in ("real", "fake")])
+            positive = means[means > 0]
+            if positive.size:
+                ax.set_ylim(positive.min() / 5, positive.max() * 3)
+        ax.set_ylabel(ylabel)
+        ax.set_title(name.replace("_", " "))
+        ax.legend(fontsize=8)
+        _ratio(axes[1, j], x, s[name])
+        axes[1, j].set_xlabel(xlabel)
+    bis = s["bispectrum"]
+    for p, (k1, k2) in enumerate(pairs):
+        j = 3 + p
+        block = {key: np.asarray(bis[key], float)[p] for key in
+                 ("real_mean", "real_std", "fake_mean", "fake_std")}
+        _band(axes[0, j], theta, block)
+        axes[0, j].set_title(f"bispectrum, $k_1$={k1:.2f}, $k_2$={k2:.2f} $h$/Mpc", fontsize=9)
+        axes[0, j].set_ylabel(r"$B$ [(Mpc/$h$)$^6$]")
+        axes[0, j].legend(fontsize=8)
+        _ratio(axes[1, j], theta, block)
+        axes[1, j].set_xlabel(r"$\theta/\pi$")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def compatibility(metrics: dict, path) -> Path:
+    """Fig. 8: the compatibility per bin of every summary (below 1: compatible)."""
+    plt = _plt()
+    s = metrics["summaries"]
+    pairs = metrics["bispectrum_pairs"]
+    edges = np.asarray(metrics["log10_x_edges"], float)
+    centres = (edges[1:] + edges[:-1]) / 2
+    theta = np.asarray(metrics["theta"], float) / math.pi
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    rows = [("power_spectrum", np.asarray(metrics["k"], float), r"$k$ [$h$/Mpc]"),
+            ("mass_histogram", centres, r"$\log_{10}\,\rho/\bar\rho$"),
+            ("peak_histogram", centres, r"$\log_{10}\,\rho/\bar\rho$ at peaks")]
+    for ax, (name, x, xlabel) in zip(axes, rows):
+        comp = np.asarray(s[name]["compatibility"], float)
+        ax.plot(x, comp, "o-", ms=3, color=FAKE)
+        ax.set_xlabel(xlabel)
+        ax.set_title(f"{name.replace('_', ' ')}: mean {s[name]['compatibility_mean']:.2f}")
+        if name == "power_spectrum":
+            _log_x(ax)
+    ax = axes[3]
+    comp = np.asarray(s["bispectrum"]["compatibility"], float)
+    for p, (k1, k2) in enumerate(pairs):
+        ax.plot(theta, comp[p], "o-", ms=3, label=f"$k_1$={k1:.2f}, $k_2$={k2:.2f}")
+    ax.set_xlabel(r"$\theta/\pi$")
+    ax.set_title(f"bispectrum: mean {s['bispectrum']['compatibility_mean']:.2f}")
+    ax.legend(fontsize=8)
+    for ax in axes:
+        ax.axhline(1, color="k", lw=0.6, ls="--")
+        ax.set_ylabel("compatibility")
+        ax.set_ylim(bottom=0)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,117 @@
+"""`lsscore evaluate` and the demo pipeline: the report's contents, its physics, the figures,
+and clear messages (with what can still be made) when an input is missing."""
+import json
+import math
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from lsswgan_core.config import config_from_dict
+from lsswgan_core.evaluate import _stats_block, evaluate, summaries
+from lsswgan_core.ops import find_peaks
+from lsswgan_core.train import train
+
+from ._datasets import lognormal_cubes, write_dataset
+
+FIGURES = {"fig4_losses.png", "fig5_duality_gap.png", "fig6_slices.png", "fig7_summaries.png",
+           "fig8_compatibility.png"}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    data = write_dataset(root / "data.h5", sizes=(16, 8, 8))
+    cfg = config_from_dict({"model": {"width": 0.125},
+                            "train": {"epochs": 1, "batch_size": 4, "n_critic": 2, "log_every": 1},
+                            "duality_gap": {"every": 1, "epochs": 1, "batch_size": 4}})
+    train(data, root / "run", cfg, show_progress=False)
+    return root, data
+
+
+def test_report_contents_and_figures(run, tmp_path):
+    root, data = run
+    m = evaluate(root / "run" / "checkpoints" / "last.pt", data, tmp_path, n=6)
+    assert m["problems"] == []
+    assert {p.split("/")[-1] for p in m["figures"]} == FIGURES
+    assert all((tmp_path / f).stat().st_size > 10_000 for f in FIGURES)
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert on_disk["n_real"] == 8 and on_disk["n_fake"] == 6
+    with h5py.File(data) as f:
+        cube_size = float(f.attrs["cube_size"])
+    k_f = 2 * math.pi / cube_size
+    assert on_disk["k"][0] == pytest.approx(k_f * 1.2, rel=0.3)     # k in h/Mpc from cube_size
+    for name in ("power_spectrum", "mass_histogram", "peak_histogram", "bispectrum"):
+        block = on_disk["summaries"][name]
+        assert len(block["real_mean"]) == len(block["compatibility"])
+        assert block["frechet_distance"] is not None and block["frechet_distance"] >= 0
+    assert len(on_disk["duality_gap"]) == 1
+    assert on_disk["training"]["epochs"] == 1 and on_disk["training"]["seconds"] > 0
+
+
+def test_summaries_physics():
+    x = lognormal_cubes(6, 32, seed=5)
+    x[:, :4] = 0.0                                   # empty voxels fall out of log10 bins
+    edges = np.linspace(-2, 2, 21)
+    s = summaries(x, 100.0, edges, [(0.2, 0.2)])
+    inside = (x > 0) & (np.log10(np.where(x > 0, x, 1)) >= -2) & (np.log10(np.where(x > 0, x, 1)) < 2)
+    np.testing.assert_allclose(s["mass_histogram"].sum(1), inside.reshape(6, -1).mean(1))
+    peaks = find_peaks(x, radius=2, boundary="open")
+    assert np.array_equal(s["peak_histogram"].sum(1), peaks.reshape(6, -1).sum(1))
+    # the spectrum of delta: Parseval, sum over modes of P n_modes = L^3 var(delta) (no k=0)
+    delta = x / x.mean(axis=(1, 2, 3), keepdims=True) - 1
+    total = (s["power_spectrum"] * s["n_modes"]).sum(1)
+    corner = total / 100.0**3                        # modes beyond the last shell are left out
+    assert np.all(corner <= delta.reshape(6, -1).var(1) * 1.0000001)
+    assert np.all(corner > 0.5 * delta.reshape(6, -1).var(1))
+    # identical sets: compatibility 0 and Frechet distance 0
+    same = _stats_block(s["power_spectrum"], s["power_spectrum"].copy(), log=True)
+    assert np.all(same["compatibility"] == 0) and same["frechet_distance"] == pytest.approx(0, abs=1e-9)
+    other = _stats_block(s["power_spectrum"], 2 * s["power_spectrum"], log=True)
+    assert other["compatibility_mean"] > 1 and other["frechet_distance"] > 0.5
+
+
+def lsscore(*args):
+    return subprocess.run([sys.executable, "-m", "lsscore", *map(str, args)], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_missing_inputs_give_messages_and_what_can_be_made(run, tmp_path):
+    root, data = run
+    # no checkpoint: a clear error, and the loss and duality-gap figures are still drawn
+    res = lsscore("evaluate", "--checkpoint", root / "run" / "checkpoints" / "nope.pt", "--data",
+                  data, "--out", tmp_path / "a")
+    assert res.returncode == 1 and "no such checkpoint" in res.stderr
+    assert {p.name for p in (tmp_path / "a").glob("*.png")} == {"fig4_losses.png",
+                                                               "fig5_duality_gap.png"}
+    # a dataset without the split
+    res = lsscore("evaluate", "--checkpoint", root / "run" / "checkpoints" / "last.pt", "--data",
+                  data, "--split", "test", "--out", tmp_path / "b")
+    assert res.returncode == 1 and "has no split 'test'" in res.stderr
+    # a run without metrics: a warning, and the comparison figures
+    lonely = tmp_path / "lonely" / "checkpoints"
+    lonely.mkdir(parents=True)
+    (lonely / "last.pt").write_bytes((root / "run" / "checkpoints" / "last.pt").read_bytes())
+    res = lsscore("evaluate", "--checkpoint", lonely / "last.pt", "--data", data, "--n", 4,
+                  "--out", tmp_path / "c")
+    assert res.returncode == 0, res.stderr
+    assert "metrics.jsonl not found" in res.stderr
+    assert {p.name for p in (tmp_path / "c").glob("*.png")} == {"fig6_slices.png",
+                                                               "fig7_summaries.png",
+                                                               "fig8_compatibility.png"}
+
+
+def test_demo_pipeline_miniature(tmp_path):
+    """simulate -> preprocess -> train -> sample -> evaluate through the CLI, tiny sizes."""
+    res = lsscore("demo", "--size", "tiny", "--out", tmp_path / "demo")
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = res.stdout.strip().splitlines()
+    summary = lines[lines.index("== summary") + 1:]
+    assert len(summary) == 5 and summary[-1].startswith("report: ")
+    assert "train" in summary[0] and "generator steps" in summary[1]
+    report = tmp_path / "demo" / "report"
+    assert {p.name for p in report.glob("*.png")} == FIGURES
+    with h5py.File(tmp_path / "demo" / "samples.h5") as f:
+        assert f["samples"].shape == (8, 32, 32, 32) and f.attrs["physical"]
