@@ -11,7 +11,9 @@ and less exposed to the step's timing noise.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -59,8 +61,18 @@ def steps(width, batch, device, bf16, repeats):
         return run
 
     t_c = median_time(critic_step, repeats)
-    t_g = median_time(generator_step(False), repeats)
-    t_gs = median_time(generator_step(True), repeats)
+    # with and without the summary loss interleaved, so that drift on a shared machine
+    # (caches, allocator, other load) falls on both alike
+    plain, summary = generator_step(False), generator_step(True)
+    plain()
+    summary()
+    times = {False: [], True: []}
+    for _ in range(repeats):
+        for with_summary, fn in ((False, plain), (True, summary)):
+            t0 = time.perf_counter()
+            fn()
+            times[with_summary].append(time.perf_counter() - t0)
+    t_g, t_gs = statistics.median(times[False]), statistics.median(times[True])
     fake = generator(torch.randn(batch, 256, device=device)).detach().requires_grad_(True)
 
     def summary_only():
@@ -87,7 +99,7 @@ def main(argv=None):
     if args.device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     widths = (0.25,) if args.quick else (1.0, 0.25)
-    repeats = 3 if args.quick or args.device == "cpu" else 10
+    repeats = 3 if args.quick else (5 if args.device == "cpu" else 20)
     rows = [steps(w, 16, args.device, args.bf16, repeats) for w in widths]
     print_table(rows, ["width", "batch", "device", "bf16", "critic_step_s", "generator_step_s",
                        "generator_step_summary_s", "summary_loss_s", "summary_overhead",

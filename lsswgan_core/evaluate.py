@@ -153,8 +153,13 @@ def evaluate(checkpoint, data, out, *, split: str = "val", n: int | None = None,
         lo = math.floor(10 * math.log10(positive.min())) / 10 if positive.size else -1.0
         hi = math.ceil(10 * math.log10(max(float(real.max()), float(fake.max()), 1.0))) / 10
         edges = np.linspace(lo, hi, 31)
-        s_real = summaries(real, cube_size, edges, pairs)
-        s_fake = summaries(fake, cube_size, edges, pairs)
+        try:
+            s_real = summaries(real, cube_size, edges, pairs)
+            s_fake = summaries(fake, cube_size, edges, pairs)
+        except ValueError as exc:   # e.g. an empty generated cube has no overdensity
+            problems.append(f"summaries: {exc}")
+            fake = None
+    if real is not None and fake is not None:
         metrics.update({"n_real": len(real), "n_fake": len(fake), "cube_size": cube_size,
                         "k": s_real["k"], "n_modes": s_real["n_modes"], "log10_x_edges": edges,
                         "bispectrum_pairs": pairs, "theta": s_real["theta"]})

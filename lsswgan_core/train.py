@@ -23,6 +23,7 @@ per-rank between DDP's buffer broadcasts, and rank 0's are saved.
 """
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 import math
@@ -322,19 +323,22 @@ def train(data, out, config: Config | str | Path | None = None, *, resume: bool 
         if not last_path.is_file():
             raise TrainingError(f"--resume: {last_path} does not exist (nothing to resume)")
         stored = load_config(run_config_path)
-        if config is not None and config_to_toml(config) != config_to_toml(stored) and seed is None:
-            raise TrainingError(f"--resume: the given config differs from {run_config_path}; "
-                                "resume with the run's own config (omit --config)")
+        if seed is not None and seed != stored.train.seed:
+            raise TrainingError(f"--resume: the run was started with seed {stored.train.seed}")
+        if config is not None:
+            given = copy.deepcopy(config)
+            given.train.seed = stored.train.seed if seed is None else seed
+            if config_to_toml(given) != config_to_toml(stored):
+                raise TrainingError(f"--resume: the given config differs from {run_config_path}; "
+                                    "resume with the run's own config (omit --config)")
         config = stored
     else:
-        config = config if config is not None else Config()
+        config = copy.deepcopy(config) if config is not None else Config()
         if last_path.exists():
             raise TrainingError(f"{out} already holds a run; pass --resume to continue it "
                                 "or choose another --out")
-    if seed is not None:
-        if resume and seed != config.train.seed:
-            raise TrainingError(f"--resume: the run was started with seed {config.train.seed}")
-        config.train.seed = seed
+        if seed is not None:
+            config.train.seed = seed
     tc, dc = config.train, config.duality_gap
 
     dist = _Distributed(device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -202,11 +202,16 @@ def test_clear_errors(dataset, reference_run, tmp_path):
     other = write_toml(tmp_path / "other.toml", tiny_config(train={"n_critic": 3}))
     res = run_cli("train", "--data", dataset, "--out", copy, "--resume", "--config", other)
     assert res.returncode != 0 and "differs from" in res.stderr
+    res = run_cli("train", "--data", dataset, "--out", copy, "--resume", "--seed", 5)
+    assert res.returncode != 0 and "started with seed 0" in res.stderr
     res = run_cli("sample", "--checkpoint", tmp_path / "none.pt", "--n", 2, "--out", tmp_path / "s.h5")
     assert res.returncode != 0 and "no such checkpoint" in res.stderr
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     res = run_cli("sample", "--checkpoint", tmp_path / "junk.pt", "--n", 2, "--out", tmp_path / "s.h5")
     assert res.returncode != 0 and "not a readable lsscore checkpoint" in res.stderr
+    if not torch.cuda.is_available():
+        res = run_cli("train", "--data", dataset, "--out", tmp_path / "gpu", "--device", "cuda")
+        assert res.returncode != 0 and "torch sees no GPU" in res.stderr
     with h5py.File(tmp_path / "nan.h5", "w") as f:
         f.create_dataset("train", data=np.full((8, 32, 32, 32), np.nan, np.float32))
     with pytest.raises(TrainingError, match="NaN"):
@@ -261,3 +266,19 @@ def test_torchrun_two_cpu_processes(dataset, tmp_path):
                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr[-3000:]
     assert res.stdout.count("largest relative gradient difference") == 2
+
+
+def test_split_read_from_the_file_trains_like_the_one_in_memory(dataset, tmp_path, monkeypatch):
+    """Splits over IN_MEMORY_LIMIT are read per batch (h5py wants sorted indices): the run
+    must be the same as with the split in memory."""
+    cfg = tiny_config(train={"epochs": 1}, duality_gap={"enabled": False})
+    train(dataset, tmp_path / "memory", cfg, show_progress=False)
+    monkeypatch.setattr(train_module, "IN_MEMORY_LIMIT", 0)
+    source = train_module.CubeSource(dataset, "train")
+    assert source._data is None
+    idx = torch.tensor([5, 1, 7])
+    with h5py.File(dataset) as f:
+        assert torch.equal(source.batch(idx)[:, 0], torch.from_numpy(f["train"][...][idx.numpy()]))
+    train(dataset, tmp_path / "file", cfg, show_progress=False)
+    assert_same_checkpoint(tmp_path / "file" / "checkpoints" / "last.pt",
+                           tmp_path / "memory" / "checkpoints" / "last.pt")
