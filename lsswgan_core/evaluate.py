@@ -10,7 +10,9 @@ transform, k in h/Mpc with the stored cube size as the box.
 For each: mean and standard deviation over the cubes, the compatibility per bin
 |mu_f - mu_r| / sqrt(sigma_f^2 + sigma_r^2) (the paper's metric: below ~1 the generated
 cubes are statistically compatible with the real ones in that bin) and the Frechet distance
-between the per-cube summary vectors (log10 P for the spectrum).
+between the per-cube summary vectors (log10 P for the spectrum). `compatibility_mean` is the
+mean over the bins where the compatibility is finite (a bin where both sets have no spread
+but different means has an infinite one and is left out of the mean, not of the plot data).
 
 Figures (PNG): fig4_losses, fig5_duality_gap (from the run's metrics.jsonl), fig6_slices,
 fig7_summaries, fig8_compatibility. What cannot be made (no checkpoint, no such split, no
