@@ -64,39 +64,43 @@ def duality_gap(critic, generator, source, cfg, betas=(0.0, 0.9), gp_lambda: flo
 
     bar = Progress(2 * cfg.epochs * steps, "duality gap", enabled=show_progress)
 
-    # L_max: a copy of D trained against the fixed G
-    d_copy, g_fixed = copy.deepcopy(critic).train(), copy.deepcopy(generator).train()
-    for p in g_fixed.parameters():
-        p.requires_grad_(False)
-    opt = torch.optim.Adam(d_copy.parameters(), lr=cfg.lr, betas=betas)
-    max_curve = [_m(d_copy, g_fixed, source, latents, b, device)]
-    for _ in range(cfg.epochs):
-        for real in batches():
-            with torch.no_grad():
-                fake = g_fixed(torch.randn(b, latent_dim, generator=rng, device=device))
-            loss, _, _ = critic_loss(d_copy, real, fake, gp_lambda, rng)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            bar.update(1)
-        max_curve.append(_m(d_copy, g_fixed, source, latents, b, device))
-    del d_copy, g_fixed, opt
+    def trajectory(trained, fixed, step, measure):
+        """Train `trained` (a copy) with `step(batch)` -> loss against the frozen `fixed`;
+        M after every pass over the split, the start included."""
+        for p in fixed.parameters():
+            p.requires_grad_(False)
+        opt = torch.optim.Adam(trained.parameters(), lr=cfg.lr, betas=betas)
+        curve = [measure()]
+        for _ in range(cfg.epochs):
+            for real in batches():
+                loss = step(real)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                bar.update(1)
+            curve.append(measure())
+        return curve
 
-    # L_min: a copy of G trained to lower M against the fixed D
+    # L_max: a copy of D trained against the fixed G (the critic loss with its penalty)
+    d_copy, g_fixed = copy.deepcopy(critic).train(), copy.deepcopy(generator).train()
+
+    def critic_step(real):
+        with torch.no_grad():
+            fake = g_fixed(torch.randn(b, latent_dim, generator=rng, device=device))
+        return critic_loss(d_copy, real, fake, gp_lambda, rng)[0]
+
+    max_curve = trajectory(d_copy, g_fixed, critic_step,
+                           lambda: _m(d_copy, g_fixed, source, latents, b, device))
+    del d_copy, g_fixed
+
+    # L_min: a copy of G trained to lower M against the fixed D (E_x D(x) is constant in G)
     g_copy, d_fixed = copy.deepcopy(generator).train(), copy.deepcopy(critic).eval()
-    for p in d_fixed.parameters():
-        p.requires_grad_(False)
-    opt = torch.optim.Adam(g_copy.parameters(), lr=cfg.lr, betas=betas)
-    min_curve = [_m(d_fixed, g_copy, source, latents, b, device)]
-    for _ in range(cfg.epochs):
-        for _ in range(steps):
-            fake = g_copy(torch.randn(b, latent_dim, generator=rng, device=device))
-            loss = -d_fixed(fake).mean()      # E_x D(x) is constant in G
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            bar.update(1)
-        min_curve.append(_m(d_fixed, g_copy, source, latents, b, device))
+
+    def generator_step(_real):
+        return -d_fixed(g_copy(torch.randn(b, latent_dim, generator=rng, device=device))).mean()
+
+    min_curve = trajectory(g_copy, d_fixed, generator_step,
+                           lambda: _m(d_fixed, g_copy, source, latents, b, device))
 
     hi, lo = max(max_curve), min(min_curve)
     return {"duality_gap": hi - lo, "max": hi, "min": lo, "max_curve": max_curve,
