@@ -91,7 +91,6 @@ def duality_gap(critic, generator, source, cfg, betas=(0.0, 0.9), gp_lambda: flo
 
     max_curve = trajectory(d_copy, g_fixed, critic_step,
                            lambda: _m(d_copy, g_fixed, source, latents, b, device))
-    del d_copy, g_fixed
 
     # L_min: a copy of G trained to lower M against the fixed D (E_x D(x) is constant in G)
     g_copy, d_fixed = copy.deepcopy(generator).train(), copy.deepcopy(critic).eval()

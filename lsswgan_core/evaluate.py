@@ -32,8 +32,6 @@ from .ops import find_peaks, power_spectrum
 from .stats import bispectrum, compatibility, frechet_distance, overdensity
 
 N_THETA = 9
-SUMMARY_LABELS = {"power_spectrum": "P(k)", "mass_histogram": "mass histogram",
-                  "peak_histogram": "peak histogram", "bispectrum": "bispectrum"}
 
 
 def _hard_histogram(values: torch.Tensor, edges: np.ndarray) -> np.ndarray:

@@ -339,7 +339,7 @@ def train(data, out, config: Config | str | Path | None = None, *, resume: bool 
                                 "or choose another --out")
         if seed is not None:
             config.train.seed = seed
-    tc, dc = config.train, config.duality_gap
+    tc = config.train
 
     dist = _Distributed(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
@@ -530,9 +530,5 @@ def _stop(epoch, i, gstep, which, ckpt_dir):
                         f"epoch (generator step {gstep + 1}); stopping, {kept}")
 
 
-def steps_per_epoch(n_train: int, batch_size: int, world: int = 1) -> int:
-    return (n_train // world) // batch_size
-
-
 __all__ = ["CubeSource", "Reporter", "TrainingError", "load_checkpoint", "models_from_checkpoint",
-           "read_metrics", "save_checkpoint", "stream_seed", "train", "steps_per_epoch"]
+           "read_metrics", "save_checkpoint", "stream_seed", "train"]
