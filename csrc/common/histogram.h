@@ -5,6 +5,9 @@
 // between bins floor(s) (1 - f) and floor(s) + 1 (f), f = s - floor(s). Between lo and the
 // first centre, and between the last centre and hi, all of it goes to the edge bin, so the
 // histogram sums to the weight in [lo, hi]; values outside [lo, hi] (and +-inf) are left out.
+// The backward of value v with weight w, g the gradient of the histogram's row:
+//   d / d v = w slope (g[j1] - g[j0]),   d / d w = w0 g[j0] + w1 g[j1]
+// (slope = d w1 / d v = 1/D between the centres, 0 at the edges); values left out get 0.
 #pragma once
 
 #include <cstdint>
@@ -45,6 +48,20 @@ LSS_HD inline bool soft_bin(double v, const SoftBins& h, SoftBin* b) {
     *b = SoftBin{j, j + 1, 1.0 - f, f, h.inv_width};
   }
   return true;
+}
+
+// The backward of value i (see the top of the file; weights may be null); leaves the outputs alone for a value
+// the histogram leaves out (the caller zero-fills them).
+template <typename scalar_t>
+LSS_HD inline void soft_bin_backward(double value, const scalar_t* weights, int64_t i,
+                                     const scalar_t* grad_row, const SoftBins& h,
+                                     scalar_t* grad_value, scalar_t* grad_weight) {
+  SoftBin b;
+  if (!soft_bin(value, h, &b)) return;
+  const double g0 = static_cast<double>(grad_row[b.j0]), g1 = static_cast<double>(grad_row[b.j1]);
+  const double weight = weight_or_one(weights, i);
+  *grad_value = static_cast<scalar_t>(weight * b.slope * (g1 - g0));
+  *grad_weight = static_cast<scalar_t>(b.w0 * g0 + b.w1 * g1);
 }
 
 }  // namespace lss

@@ -215,7 +215,7 @@ LSS_HD inline void readout_particle(const scalar_t* field, const scalar_t* pos,
   double value, grad[3];
   interpolate<ORDER, GRAD>(field, sx, sy, sz, g.n, g.inv_h, &value, grad);
   if (GRAD) {
-    const double w = wts != nullptr ? static_cast<double>(wts[p]) : 1.0;
+    const double w = weight_or_one(wts, p);
     out[3 * p + 0] = static_cast<scalar_t>(w * grad[0]);
     out[3 * p + 1] = static_cast<scalar_t>(w * grad[1]);
     out[3 * p + 2] = static_cast<scalar_t>(w * grad[2]);

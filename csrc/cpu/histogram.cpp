@@ -1,18 +1,21 @@
 // CPU soft_histogram and its backward (maths in csrc/common/histogram.h). Each row of
 // (..., M) is cut into fixed chunks whose partial histograms (float64) are added in chunk
-// order: parallel, and the same result for any number of threads. Within a chunk, values go
-// round-robin into kLanes sub-histograms: consecutive values often hit the same bin, and one
-// histogram would chain every update on the previous one through memory.
+// order (csrc/cpu/reduce.h): parallel, and the same result for any number of threads.
+// Within a chunk, values go round-robin into kLanes sub-histograms: consecutive values often
+// hit the same bin, and one histogram would chain every update on the previous one through
+// memory.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <tuple>
 #include <vector>
 
-#include "../common/checks.h"
 #include "../common/histogram.h"
+#include "../common/histogram_checks.h"
+#include "reduce.h"
 
 namespace lss {
 namespace {
@@ -21,9 +24,8 @@ constexpr int64_t kLanes = 4;
 
 at::Tensor soft_histogram_cpu(const at::Tensor& values, const c10::optional<at::Tensor>& weights,
                               double lo, double hi, int64_t nbins) {
-  check_values_weights(values, weights, /*count_nan=*/false);
-  check_range(lo, hi);
-  check_nbins(nbins);
+  // NaN values are counted in the kernel's own pass
+  check_soft_histogram_args(values, weights, lo, hi, nbins, /*count_nan=*/false);
   const SoftBins hb = make_soft_bins(lo, hi, nbins);
   const int64_t length = values.size(-1);
   const int64_t rows = length == 0 ? values.numel() : values.numel() / length;
@@ -53,7 +55,7 @@ at::Tensor soft_histogram_cpu(const at::Tensor& values, const c10::optional<at::
             continue;
           }
           double* hist = lanes.data() + (m % kLanes) * nbins;
-          const double weight = wp != nullptr ? static_cast<double>(wp[m]) : 1.0;
+          const double weight = weight_or_one(wp, m);
           hist[b.j0] += weight * b.w0;
           hist[b.j1] += weight * b.w1;
         }
@@ -71,18 +73,11 @@ at::Tensor soft_histogram_cpu(const at::Tensor& values, const c10::optional<at::
   return out;
 }
 
-// grad_values = w * slope * (g[j1] - g[j0]);  grad_weights = w0 g[j0] + w1 g[j1]
 std::tuple<at::Tensor, at::Tensor> soft_histogram_backward_cpu(
     const at::Tensor& grad, const at::Tensor& values, const c10::optional<at::Tensor>& weights,
     double lo, double hi, int64_t nbins) {
-  check_values_weights(values, weights, /*count_nan=*/false);  // NaN gets zero gradient
-  check_range(lo, hi);
-  check_nbins(nbins);
+  check_soft_histogram_backward_args(grad, values, weights, lo, hi, nbins);
   const SoftBins hb = make_soft_bins(lo, hi, nbins);
-  TORCH_CHECK(grad.sizes() == at::IntArrayRef(with_last(values.sizes(), nbins)),
-              "grad must have shape ", at::IntArrayRef(with_last(values.sizes(), nbins)),
-              ", got ", grad.sizes());
-  TORCH_CHECK(grad.scalar_type() == values.scalar_type(), "grad dtype differs from values dtype");
   const int64_t length = values.size(-1);
   const at::Tensor v = values.contiguous();
   const at::Tensor g = grad.contiguous();
@@ -98,13 +93,8 @@ std::tuple<at::Tensor, at::Tensor> soft_histogram_backward_cpu(
     scalar_t* gw = grad_weights.data_ptr<scalar_t>();
     at::parallel_for(0, v.numel(), 1 << 14, [&](int64_t m0, int64_t m1) {
       for (int64_t m = m0; m < m1; ++m) {
-        SoftBin b;
-        if (!soft_bin(static_cast<double>(vp[m]), hb, &b)) continue;
-        const scalar_t* grow = gp + (m / length) * nbins;
-        const double g0 = static_cast<double>(grow[b.j0]), g1 = static_cast<double>(grow[b.j1]);
-        const double weight = wp != nullptr ? static_cast<double>(wp[m]) : 1.0;
-        gv[m] = static_cast<scalar_t>(weight * b.slope * (g1 - g0));
-        gw[m] = static_cast<scalar_t>(b.w0 * g0 + b.w1 * g1);
+        soft_bin_backward(static_cast<double>(vp[m]), wp, m, gp + (m / length) * nbins, hb,
+                          gv + m, gw + m);
       }
     });
   });

@@ -22,8 +22,8 @@
 #include <atomic>
 #include <vector>
 
-#include "../common/checks.h"
 #include "../common/paint.h"
+#include "../common/paint_checks.h"
 
 namespace lss {
 namespace {
@@ -189,11 +189,9 @@ void readout_kernel(const scalar_t* field, const scalar_t* pos, const scalar_t* 
   });
 }
 
-void paint_into_cpu(at::Tensor grid, const at::Tensor& positions,
-                    const c10::optional<at::Tensor>& weights, double box_size, int64_t order) {
-  check_paint_args(grid, positions, weights, box_size, order, "grid");
-  TORCH_CHECK(grid.is_contiguous(), "grid (out=) must be contiguous");
-  TORCH_CHECK(positions.is_cpu() && grid.is_cpu(), "paint_into_cpu: tensors must be on the CPU");
+// paint_into's body, on checked arguments.
+void paint_checked(at::Tensor& grid, const at::Tensor& positions,
+                   const c10::optional<at::Tensor>& weights, double box_size, int64_t order) {
   const at::Tensor pos = positions.contiguous();
   const at::Tensor wts = weights_or_undefined(weights);
   const GridSpec g = make_grid_spec(box_size, grid.size(0));
@@ -205,19 +203,25 @@ void paint_into_cpu(at::Tensor grid, const at::Tensor& positions,
   });
 }
 
+void paint_into_cpu(at::Tensor grid, const at::Tensor& positions,
+                    const c10::optional<at::Tensor>& weights, double box_size, int64_t order) {
+  check_paint_into_args(grid, positions, weights, box_size, order);
+  TORCH_CHECK(positions.is_cpu() && grid.is_cpu(), "paint_into_cpu: tensors must be on the CPU");
+  paint_checked(grid, positions, weights, box_size, order);
+}
+
 at::Tensor paint_cpu(const at::Tensor& positions, const c10::optional<at::Tensor>& weights,
                      int64_t n, double box_size, int64_t order) {
-  check_grid_size(n);
-  LSS_CHECK_FLOATING(positions, "positions");
+  check_paint_args(positions, weights, n, box_size, order);
   at::Tensor grid = at::zeros({n, n, n}, positions.options());
-  paint_into_cpu(grid, positions, weights, box_size, order);
+  paint_checked(grid, positions, weights, box_size, order);
   return grid;
 }
 
 template <bool GRAD>
 at::Tensor readout_impl(const at::Tensor& field, const at::Tensor& positions,
                         const c10::optional<at::Tensor>& weights, double box_size, int64_t order) {
-  check_paint_args(field, positions, weights, box_size, order, "field");
+  check_readout_args(field, positions, weights, box_size, order);
   const at::Tensor f = field.contiguous();
   const at::Tensor pos = positions.contiguous();
   const at::Tensor wts = weights_or_undefined(weights);

@@ -17,9 +17,9 @@
 #include <limits>
 #include <vector>
 
-#include "../common/checks.h"
 #include "../common/neighbours.h"
 #include "../common/peaks.h"
+#include "../common/peaks_checks.h"
 
 namespace lss {
 namespace {

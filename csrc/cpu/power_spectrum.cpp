@@ -1,18 +1,19 @@
-// CPU bin_power and its backward: the binning of |F(k)|^2 behind power_spectrum.
-//   bin_power(spectrum (..., M, 2), index (M,) int32, weight (M,) or None, nbins) -> (..., nbins)
-//     out[..., b] = sum over m with index[m] == b of weight[m] (re_m^2 + im_m^2)
-//   Reading the complex spectrum directly saves materialising |F|^2. Index entries outside
-//   [0, nbins) leave a mode out. Sums are taken in float64 over fixed chunks of M, added in
-//   chunk order (the same result for any number of threads), with kLanes interleaved
-//   sub-histograms so that consecutive modes of one bin do not chain through memory.
+// CPU bin_power and its backward: the binning of |F(k)|^2 behind power_spectrum (maths in
+// csrc/common/power_spectrum.h). Reading the complex spectrum directly saves materialising
+// |F|^2. Sums are taken in float64 over fixed chunks of M, added in chunk order
+// (csrc/cpu/reduce.h: the same result for any number of threads), with kLanes interleaved
+// sub-histograms so that consecutive modes of one bin do not chain through memory.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <vector>
 
-#include "../common/checks.h"
+#include "../common/power_spectrum.h"
+#include "../common/power_spectrum_checks.h"
+#include "reduce.h"
 
 namespace lss {
 namespace {
@@ -45,10 +46,8 @@ at::Tensor bin_power_cpu(const at::Tensor& spectrum, const at::Tensor& index,
         std::fill(lanes.begin(), lanes.end(), 0.0);
         for (int64_t m = begin; m < end; ++m) {
           const int64_t b = ip[m];
-          if (b < 0 || b >= nbins) continue;
-          const double re = static_cast<double>(srow[2 * m]), im = static_cast<double>(srow[2 * m + 1]);
-          const double wm = wp != nullptr ? static_cast<double>(wp[m]) : 1.0;
-          lanes[(m % kLanes) * nbins + b] += wm * (re * re + im * im);
+          if (!in_bins(b, nbins)) continue;
+          lanes[(m % kLanes) * nbins + b] += weighted_power(srow + 2 * m, weight_or_one(wp, m));
         }
         double* hist = partial.data() + t * nbins;
         for (int64_t l = 0; l < kLanes; ++l)
@@ -60,7 +59,6 @@ at::Tensor bin_power_cpu(const at::Tensor& spectrum, const at::Tensor& index,
   return out;
 }
 
-// d out[..., b] / d (re_m, im_m) = 2 weight[m] (re_m, im_m) [index[m] == b]
 at::Tensor bin_power_backward_cpu(const at::Tensor& grad, const at::Tensor& spectrum,
                                   const at::Tensor& index, const c10::optional<at::Tensor>& weight) {
   const int64_t length = check_bin_power_backward_args(grad, spectrum, index, weight);
@@ -81,11 +79,9 @@ at::Tensor bin_power_backward_cpu(const at::Tensor& grad, const at::Tensor& spec
     at::parallel_for(0, rows * length, 1 << 15, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t row = i / length, m = i % length, b = ip[m];
-        if (b < 0 || b >= nbins) continue;
-        const double scale = 2.0 * (wp != nullptr ? static_cast<double>(wp[m]) : 1.0) *
-                             static_cast<double>(gp[row * nbins + b]);
-        op[2 * i] = static_cast<scalar_t>(scale * static_cast<double>(sp[2 * i]));
-        op[2 * i + 1] = static_cast<scalar_t>(scale * static_cast<double>(sp[2 * i + 1]));
+        if (!in_bins(b, nbins)) continue;
+        weighted_power_backward(sp + 2 * i, weight_or_one(wp, m),
+                                static_cast<double>(gp[row * nbins + b]), op + 2 * i);
       }
     });
   });

@@ -8,11 +8,13 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <tuple>
+#include <vector>
 
 #include "../common/block_histogram.cuh"
-#include "../common/checks.h"
 #include "../common/histogram.h"
+#include "../common/histogram_checks.h"
 
 namespace lss {
 namespace {
@@ -34,7 +36,7 @@ __global__ void soft_histogram_kernel(const scalar_t* __restrict__ values,
     const int64_t i = row * length + m;
     SoftBin b;
     if (!soft_bin(static_cast<double>(values[i]), hb, &b)) continue;
-    const double w = weights != nullptr ? static_cast<double>(weights[i]) : 1.0;
+    const double w = weight_or_one(weights, i);
     atomicAdd(target + b.j0, w * b.w0);
     if (b.w1 != 0.0) atomicAdd(target + b.j1, w * b.w1);
   }
@@ -50,20 +52,13 @@ __global__ void soft_histogram_backward_kernel(const scalar_t* __restrict__ grad
                                                scalar_t* __restrict__ grad_weights) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= total) return;
-  SoftBin b;
-  if (!soft_bin(static_cast<double>(values[i]), hb, &b)) return;
-  const scalar_t* grow = grad + (i / length) * hb.nbins;
-  const double g0 = static_cast<double>(grow[b.j0]), g1 = static_cast<double>(grow[b.j1]);
-  const double w = weights != nullptr ? static_cast<double>(weights[i]) : 1.0;
-  grad_values[i] = static_cast<scalar_t>(w * b.slope * (g1 - g0));
-  grad_weights[i] = static_cast<scalar_t>(b.w0 * g0 + b.w1 * g1);
+  soft_bin_backward(static_cast<double>(values[i]), weights, i, grad + (i / length) * hb.nbins,
+                    hb, grad_values + i, grad_weights + i);
 }
 
 at::Tensor soft_histogram_cuda(const at::Tensor& values, const c10::optional<at::Tensor>& weights,
                                double lo, double hi, int64_t nbins) {
-  check_values_weights(values, weights, /*count_nan=*/true);
-  check_range(lo, hi);
-  check_nbins(nbins);
+  check_soft_histogram_args(values, weights, lo, hi, nbins, /*count_nan=*/true);
   const c10::cuda::CUDAGuard guard(values.device());
   const int64_t length = values.size(-1);
   const int64_t rows = length == 0 ? values.numel() : values.numel() / length;
@@ -93,13 +88,7 @@ at::Tensor soft_histogram_cuda(const at::Tensor& values, const c10::optional<at:
 std::tuple<at::Tensor, at::Tensor> soft_histogram_backward_cuda(
     const at::Tensor& grad, const at::Tensor& values, const c10::optional<at::Tensor>& weights,
     double lo, double hi, int64_t nbins) {
-  check_values_weights(values, weights, /*count_nan=*/false);
-  check_range(lo, hi);
-  check_nbins(nbins);
-  TORCH_CHECK(grad.sizes() == at::IntArrayRef(with_last(values.sizes(), nbins)),
-              "grad must have shape ", at::IntArrayRef(with_last(values.sizes(), nbins)),
-              ", got ", grad.sizes());
-  TORCH_CHECK(grad.scalar_type() == values.scalar_type(), "grad dtype differs from values dtype");
+  check_soft_histogram_backward_args(grad, values, weights, lo, hi, nbins);
   const c10::cuda::CUDAGuard guard(values.device());
   const at::Tensor v = values.contiguous();
   const at::Tensor g = grad.contiguous();

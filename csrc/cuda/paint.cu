@@ -8,8 +8,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
-#include "../common/checks.h"
 #include "../common/paint.h"
+#include "../common/paint_checks.h"
 
 namespace lss {
 namespace {
@@ -26,7 +26,7 @@ __global__ void paint_cuda_kernel(const scalar_t* __restrict__ pos, const scalar
   const auto sx = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 0]), g);
   const auto sy = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 1]), g);
   const auto sz = make_stencil<ORDER>(static_cast<double>(pos[3 * p + 2]), g);
-  const double w = wts != nullptr ? static_cast<double>(wts[p]) : 1.0;
+  const double w = weight_or_one(wts, p);
   for_each_cell<ORDER>(sx, sy, sz, g.n, [&](int64_t idx, double wc) {
     atomicAdd(grid + idx, static_cast<scalar_t>(w * wc));
   });
@@ -42,10 +42,9 @@ __global__ void readout_cuda_kernel(const scalar_t* __restrict__ field,
   readout_particle<ORDER, GRAD>(field, pos, wts, p, g, out);
 }
 
-void paint_into_cuda(at::Tensor grid, const at::Tensor& positions,
-                     const c10::optional<at::Tensor>& weights, double box_size, int64_t order) {
-  check_paint_args(grid, positions, weights, box_size, order, "grid");
-  TORCH_CHECK(grid.is_contiguous(), "grid (out=) must be contiguous");
+// paint_into's body, on checked arguments.
+void paint_checked(at::Tensor& grid, const at::Tensor& positions,
+                   const c10::optional<at::Tensor>& weights, double box_size, int64_t order) {
   const c10::cuda::CUDAGuard guard(positions.device());
   const at::Tensor pos = positions.contiguous();
   const at::Tensor wts = weights_or_undefined(weights);
@@ -64,19 +63,24 @@ void paint_into_cuda(at::Tensor grid, const at::Tensor& positions,
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+void paint_into_cuda(at::Tensor grid, const at::Tensor& positions,
+                     const c10::optional<at::Tensor>& weights, double box_size, int64_t order) {
+  check_paint_into_args(grid, positions, weights, box_size, order);
+  paint_checked(grid, positions, weights, box_size, order);
+}
+
 at::Tensor paint_cuda(const at::Tensor& positions, const c10::optional<at::Tensor>& weights,
                       int64_t n, double box_size, int64_t order) {
-  check_grid_size(n);
-  LSS_CHECK_FLOATING(positions, "positions");
+  check_paint_args(positions, weights, n, box_size, order);
   at::Tensor grid = at::zeros({n, n, n}, positions.options());
-  paint_into_cuda(grid, positions, weights, box_size, order);
+  paint_checked(grid, positions, weights, box_size, order);
   return grid;
 }
 
 template <bool GRAD>
 at::Tensor readout_impl(const at::Tensor& field, const at::Tensor& positions,
                         const c10::optional<at::Tensor>& weights, double box_size, int64_t order) {
-  check_paint_args(field, positions, weights, box_size, order, "field");
+  check_readout_args(field, positions, weights, box_size, order);
   const c10::cuda::CUDAGuard guard(positions.device());
   const at::Tensor f = field.contiguous();
   const at::Tensor pos = positions.contiguous();

@@ -8,9 +8,9 @@
 
 #include <vector>
 
-#include "../common/checks.h"
 #include "../common/neighbours.h"
 #include "../common/peaks.h"
+#include "../common/peaks_checks.h"
 
 namespace lss {
 namespace {

@@ -1,4 +1,4 @@
-// CUDA bin_power (the binning of |F(k)|^2, see csrc/cpu/power_spectrum.cpp) and its backward.
+// CUDA bin_power (the binning of |F(k)|^2, maths in csrc/common/power_spectrum.h) and its backward.
 // Blocks accumulate a float64 histogram of a slice of one row in shared memory, then add it to
 // the result with atomics (float64 atomics need sm_60+).
 #include <ATen/ATen.h>
@@ -8,8 +8,12 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "../common/block_histogram.cuh"
-#include "../common/checks.h"
+#include "../common/power_spectrum.h"
+#include "../common/power_spectrum_checks.h"
 
 namespace lss {
 namespace {
@@ -29,11 +33,9 @@ __global__ void bin_power_kernel(const scalar_t* __restrict__ spectrum,
   for (int64_t m = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; m < length;
        m += stride) {
     const int64_t b = index[m];
-    if (b < 0 || b >= nbins) continue;
+    if (!in_bins(b, nbins)) continue;
     const int64_t i = row * length + m;
-    const double re = static_cast<double>(spectrum[2 * i]), im = static_cast<double>(spectrum[2 * i + 1]);
-    const double w = weight != nullptr ? static_cast<double>(weight[m]) : 1.0;
-    atomicAdd(target + b, w * (re * re + im * im));
+    atomicAdd(target + b, weighted_power(spectrum + 2 * i, weight_or_one(weight, m)));
   }
   block_histogram_end<SHARED>(hist, out + row * nbins, nbins);
 }
@@ -47,11 +49,9 @@ __global__ void bin_power_backward_kernel(const scalar_t* __restrict__ grad,
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= total) return;
   const int64_t m = i % length, b = index[m];
-  if (b < 0 || b >= nbins) return;
-  const double scale = 2.0 * (weight != nullptr ? static_cast<double>(weight[m]) : 1.0) *
-                       static_cast<double>(grad[(i / length) * nbins + b]);
-  out[2 * i] = static_cast<scalar_t>(scale * static_cast<double>(spectrum[2 * i]));
-  out[2 * i + 1] = static_cast<scalar_t>(scale * static_cast<double>(spectrum[2 * i + 1]));
+  if (!in_bins(b, nbins)) return;
+  weighted_power_backward(spectrum + 2 * i, weight_or_one(weight, m),
+                          static_cast<double>(grad[(i / length) * nbins + b]), out + 2 * i);
 }
 
 at::Tensor bin_power_cuda(const at::Tensor& spectrum, const at::Tensor& index,
