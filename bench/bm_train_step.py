@@ -21,7 +21,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import median_time, print_table, set_threads, write_json  # noqa: E402
 
-from lsswgan_core.losses import SummaryConfig, critic_loss, summary_loss  # noqa: E402
+from lsswgan_core.config import SummaryConfig  # noqa: E402
+from lsswgan_core.losses import critic_loss, summary_loss  # noqa: E402
 from lsswgan_core.models import Critic, Generator  # noqa: E402
 
 

@@ -73,28 +73,28 @@ def demo(out, size, config, seed):
             shutil.rmtree(stale)
     seconds = {}
     seconds["simulate"] = _step("simulate", "simulate", "--out", str(out / "suite"), "--n-sims",
-                                str(p["n_sims"]), "--particles", str(p["particles"]), "--box",
+                                str(p["n_sims"]), "--particles", str(p["particles"]), "--box-size",
                                 str(p["box"]), "--pm-steps", str(p["pm_steps"]), "--seed", str(seed))
     sims = sorted(str(s) for s in (out / "suite").glob("sim_*"))
     seconds["preprocess"] = _step("preprocess", "preprocess", *sims, "--out", str(data), "--grid",
                                   str(p["grid"]), "--cube", "32", "--cubes-per-box",
                                   str(p["cubes_per_box"]), "--seed", str(seed), "--length-unit",
-                                  "Mpc/h", "--split", "0.8,0.1,0.1" if p["n_sims"] >= 10 else "1,1,1")
+                                  "Mpc/h", "--split-fractions",
+                                  "0.8,0.1,0.1" if p["n_sims"] >= 10 else "1,1,1")
     seconds["train"] = _step("train", "train", "--data", str(data), "--config", str(config),
                              "--out", str(run), "--seed", str(seed), "--device", "cpu")
     last = run / "checkpoints" / "last.pt"
-    seconds["sample"] = _step("sample", "sample", "--checkpoint", str(last), "--n",
+    seconds["sample"] = _step("sample", "sample", "--checkpoint", str(last), "--n-cubes",
                               str(p["n_eval"]), "--out", str(out / "samples.h5"), "--physical")
     seconds["evaluate"] = _step("evaluate (untrained generator)", "evaluate", "--checkpoint",
                                 str(run / "checkpoints" / "epoch_00000.pt"), "--data", str(data),
-                                "--out", str(report / "untrained"), "--n", str(p["n_eval"]))
+                                "--out", str(report / "untrained"), "--n-cubes", str(p["n_eval"]))
     seconds["evaluate"] += _step("evaluate", "evaluate", "--checkpoint", str(last), "--data",
-                                 str(data), "--out", str(report), "--n", str(p["n_eval"]))
+                                 str(data), "--out", str(report), "--n-cubes", str(p["n_eval"]))
 
-    import h5py  # noqa: PLC0415
+    from lsswgan_core.data import Dataset  # noqa: PLC0415
 
-    with h5py.File(data, "r") as f:
-        sizes = {k: f[k].shape[0] for k in ("train", "val", "dg")}
+    sizes = Dataset(data).splits
     after = json.loads((report / "metrics.json").read_text())
     before = json.loads((report / "untrained" / "metrics.json").read_text())
     comp = {name: (before["summaries"][name]["compatibility_mean"],

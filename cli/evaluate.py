@@ -12,12 +12,13 @@ import click
               "metrics.jsonl is read from RUN.")
 @click.option("--data", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The dataset the run was trained on.")
-@click.option("--split", default="val", show_default=True, help="The real cubes to compare with.")
-@click.option("--n", "n", type=click.IntRange(min=2), default=None,
-              help="Generated cubes (default: as many as the split has).")
+@click.option("--split", default=None,
+              help="[evaluate] split: the real cubes to compare with (val).")
+@click.option("--n-cubes", "--n", "n", type=click.IntRange(min=2), default=None,
+              help="[evaluate] n_cubes: generated cubes (default: as many as the split has).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="The report directory.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=None, help="[evaluate] seed of the latents (0).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 def evaluate(checkpoint, data, split, n, out, seed, device):
     """Compare generated cubes with a real split in physical units (P(k), mass and peak

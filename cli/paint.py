@@ -9,7 +9,7 @@ import numpy as np
 
 @click.command()
 @click.argument("positions", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--box", "box_size", type=float, required=True, help="Box side L in Mpc/h.")
+@click.option("--box-size", "box_size", type=float, required=True, help="Box side L in Mpc/h.")
 @click.option("--grid", "n", type=click.IntRange(min=1), default=256, show_default=True,
               help="Cells per side.")
 @click.option("--scheme", type=click.Choice(["ngp", "cic", "tsc"]), default="ngp",
@@ -29,7 +29,7 @@ def paint(positions, box_size, n, scheme, out):
     if pos.dtype not in (np.float32, np.float64):
         pos = pos.astype(np.float64)
     if not np.isfinite(box_size) or box_size <= 0:
-        raise click.BadParameter("must be positive", param_hint="--box")
+        raise click.BadParameter("must be positive", param_hint="--box-size")
     grid = np.zeros((n, n, n), dtype=pos.dtype)
     chunk = 1 << 22
     try:

@@ -1,4 +1,6 @@
-"""`lsscore preprocess`: snapshots -> an HDF5 dataset of transformed 32^3 cubes."""
+"""`lsscore preprocess`: snapshots -> an HDF5 dataset of transformed 32^3 cubes.
+
+Every option sets the [data] key of the same name (over the --config file's, if given)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,46 +8,61 @@ from pathlib import Path
 import click
 
 
-def _split(ctx, param, value):
+def _floats(ctx, param, value):
+    if value is None:
+        return None
     try:
-        parts = tuple(float(v) for v in value.split(","))
+        return tuple(float(v) for v in value.split(","))
     except ValueError:
-        raise click.BadParameter("expected three fractions like 0.8,0.1,0.1") from None
-    if len(parts) != 3 or any(p < 0 for p in parts) or sum(parts) <= 0 or parts[0] <= 0:
-        raise click.BadParameter("expected three non-negative fractions, train > 0")
-    return parts
+        raise click.BadParameter("expected comma-separated numbers like 0.8,0.1,0.1") from None
+
+
+def _ints(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter("expected three cube counts like 992,128,128") from None
 
 
 @click.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--grid", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option("--cube", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--cubes-per-box", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--scheme", type=click.Choice(["ngp", "cic", "tsc"]), default="ngp", show_default=True)
-@click.option("--split", default="0.8,0.1,0.1", show_default=True, callback=_split,
-              help="train,val,dg fractions of the simulations.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="A TOML config whose [data] section is used (configs/paper.toml).")
+@click.option("--grid", type=click.IntRange(min=1), default=None, help="[data] grid (256).")
+@click.option("--cube", type=click.IntRange(min=1), default=None, help="[data] cube (32).")
+@click.option("--cubes-per-box", type=click.IntRange(min=1), default=None,
+              help="[data] cubes_per_box: this many cubes from every simulation (default: "
+                   "none, split-cubes decides).")
+@click.option("--split-cubes", callback=_ints, default=None,
+              help="[data] split_cubes: train,val,dg cube counts spread evenly over each "
+                   "split's simulations (the paper's 992,128,128).")
+@click.option("--scheme", type=click.Choice(["ngp", "cic", "tsc"]), default=None,
+              help="[data] scheme (ngp).")
+@click.option("--split-fractions", callback=_floats, default=None,
+              help="[data] split_fractions: train,val,dg fractions of the simulations (0.8,0.1,0.1).")
+@click.option("--seed", type=int, default=None, help="[data] seed (0).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="[data] workers (1).")
 @click.option("--length-unit", type=click.Choice(["Mpc/h", "kpc/h"], case_sensitive=False),
-              default=None, help="For files that do not state their length unit.")
-def preprocess(inputs, out, grid, cube, cubes_per_box, scheme, split, seed, workers, length_unit):
+              default=None, help="[data] length_unit, for files that do not state their unit.")
+def preprocess(inputs, out, config_path, **options):
     """Paint each snapshot in INPUTS (one per simulation; any format open_snapshot reads),
     cut augmented cubes, apply the paper's transform and write OUT. Rerun the same command
     after a crash to resume."""
-    from lsswgan_core.data import PreprocessConfig  # noqa: PLC0415
-    from lsswgan_core.data import preprocess as run  # noqa: PLC0415
+    from lsswgan_core.config import Config, load_config  # noqa: PLC0415
+    from lsswgan_core.data import Dataset, preprocess as run  # noqa: PLC0415
     from lsswgan_core.io import SnapshotError  # noqa: PLC0415
 
-    cfg = PreprocessConfig(grid=grid, cube=cube, cubes_per_box=cubes_per_box, scheme=scheme,
-                           split=split, seed=seed, workers=workers, length_unit=length_unit)
     try:
+        cfg = (load_config(config_path) if config_path is not None else Config()).data
+        for key, value in options.items():
+            if value is not None:
+                setattr(cfg, key, value)
+        if options["split_cubes"] is not None and options["cubes_per_box"] is None:
+            cfg.cubes_per_box = 0   # counts per split asked for: not per box
         path = run(inputs, out, cfg)
-    except (SnapshotError, ValueError) as exc:
+    except (SnapshotError, ValueError) as exc:   # ConfigError is a ValueError
         raise click.ClickException(str(exc)) from None
-    import h5py  # noqa: PLC0415
-
-    with h5py.File(path, "r") as f:
-        sizes = {k: f[k].shape[0] for k in ("train", "val", "dg")}
-        click.echo(f"wrote {path}: " + ", ".join(f"{k} {v} cubes" for k, v in sizes.items())
-                   + f"; x_max = {f.attrs['x_max']:.4g}")
+    click.echo(f"wrote {path}: {Dataset(path).summary()}")

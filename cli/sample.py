@@ -9,7 +9,7 @@ import click
 @click.command()
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="A checkpoint of `lsscore train` (RUN/checkpoints/last.pt).")
-@click.option("--n", "n", type=click.IntRange(min=1), required=True, help="How many cubes.")
+@click.option("--n-cubes", "--n", "n", type=click.IntRange(min=1), required=True, help="How many cubes.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--physical", is_flag=True, help="Write rho/rhobar (the exact inverse transform) "
               "instead of the transformed values in [0, 1].")
@@ -21,12 +21,12 @@ def sample(checkpoint, n, out, physical, batch, seed, device):
     """Draw N cubes from the generator of CHECKPOINT and write them to OUT (dataset `samples`,
     with the dataset's transform attributes)."""
     from lsswgan_core.sample import generate, write_samples  # noqa: PLC0415
-    from lsswgan_core.train import TrainingError  # noqa: PLC0415
+    from lsswgan_core.run import RunError  # noqa: PLC0415
 
     try:
         cubes, attrs, rate = generate(checkpoint, n, batch=batch, physical=physical, seed=seed,
                                       device=device, show_progress=True)
-    except (TrainingError, ValueError) as exc:
+    except (RunError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     write_samples(out, cubes, attrs)
     click.echo(f"wrote {n} cubes to {out} ({'rho/rhobar' if physical else 'transformed'}); "

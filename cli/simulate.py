@@ -12,7 +12,7 @@ import click
 @click.option("--n-sims", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--particles", type=click.IntRange(min=4, max=1024), default=64, show_default=True,
               help="Particles per side (particles^3 in all).")
-@click.option("--box", "box_size", type=click.FloatRange(min=0, min_open=True), default=256.0,
+@click.option("--box-size", "box_size", type=click.FloatRange(min=0, min_open=True), default=256.0,
               show_default=True, help="Box side in Mpc/h.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--pm-steps", type=click.IntRange(min=1), default=10, show_default=True)

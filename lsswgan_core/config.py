@@ -1,15 +1,79 @@
-"""Training configuration: one dataclass tree, loaded from TOML, defaults the paper's.
+"""The one configuration tree: dataclasses loaded from TOML, defaults the paper's.
 
-Unknown keys are refused by name (a typo never silently falls back to a default), and values
-are checked against the field types."""
+Sections: [data] (how `lsscore preprocess` builds the dataset), [model], [optim], [train],
+[summary] (the summary loss), [duality_gap] and [evaluate]. Unknown keys are refused by name
+(a typo never silently falls back to a default), values are checked against the field types,
+and `Config.validate()` refuses values that make no sense (a width of 0, a grid that does not
+divide into cubes). A leaf module: it imports nothing of the package, so every other module
+can import it.
+"""
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .losses import SummaryConfig
+SCHEMES = ("ngp", "cic", "tsc")
+SPLITS = ("train", "val", "dg")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+@dataclass
+class DataConfig:
+    """Snapshots -> dataset (SPEC section 5)."""
+    grid: int = 256               # cells per side of the painted box
+    cube: int = 32                # cells per side of a training cube
+    # cubes per split (train, val, dg), spread evenly over each split's simulations: the
+    # paper's 992 / 128 / 128 ...
+    split_cubes: tuple = (992, 128, 128)
+    cubes_per_box: int = 0        # ... unless this is > 0: then this many from every simulation
+    scheme: str = "ngp"           # the paper's histogram
+    split_fractions: tuple = (0.8, 0.1, 0.1)   # train, val, dg fractions of the simulations
+    seed: int = 0
+    workers: int = 1
+    length_unit: str = ""         # "Mpc/h" or "kpc/h" for files that do not say; "" = ask the file
+    chunk: int = 1 << 20          # particles read and painted at a time
+    transform_c: float = 11.0
+    transform_s: float = 0.002
+    ptype: int = 1                # the particle type painted (1: dark matter in Gadget files)
+
+    def validate(self) -> None:
+        _require(self.grid >= 1 and self.cube >= 1, "data.grid and data.cube must be positive")
+        _require(self.grid % self.cube == 0,
+                 f"the grid ({self.grid}) does not divide into cubes of {self.cube} cells: "
+                 "choose a grid that is a multiple of the cube size")
+        _require(self.cubes_per_box >= 0, "data.cubes_per_box must be >= 0")
+        _require(self.cubes_per_box > 0 or (len(self.split_cubes) == 3
+                                            and all(c >= 0 for c in self.split_cubes)
+                                            and self.split_cubes[0] > 0),
+                 f"data.split_cubes must be three cube counts (train > 0), got "
+                 f"{list(self.split_cubes)}; or set data.cubes_per_box")
+        _require(self.scheme in SCHEMES, f"scheme must be ngp, cic or tsc, got {self.scheme!r}")
+        split = tuple(float(s) for s in self.split_fractions)
+        _require(len(split) == 3 and all(s >= 0 and math.isfinite(s) for s in split)
+                 and sum(split) > 0,
+                 f"split fractions must be three non-negative numbers, got {list(self.split_fractions)}")
+        _require(split[0] > 0, "the train split must not be empty (x_max comes from it)")
+        _require(self.workers >= 1, "data.workers must be >= 1")
+        _require(self.length_unit.lower() in ("", "mpc/h", "kpc/h"),
+                 f"data.length_unit must be Mpc/h or kpc/h, got {self.length_unit!r}")
+        _require(self.chunk >= 1, "data.chunk must be >= 1")
+        _require(self.transform_c > 0 and self.transform_s > 0,
+                 "data.transform_c and data.transform_s must be positive")
+
+    def fractions(self) -> tuple:
+        total = sum(float(s) for s in self.split_fractions)
+        return tuple(float(s) / total for s in self.split_fractions)
 
 
 @dataclass
@@ -21,11 +85,20 @@ class ModelConfig:
     # outputs have the data's mean instead of sigmoid(0) = 0.5 (not in the paper; off there)
     init_output_bias: bool = False
 
+    def validate(self) -> None:
+        _require(self.width > 0 and math.isfinite(self.width),
+                 f"model.width must be a positive number, got {self.width}")
+        _require(self.latent_dim >= 1, f"model.latent_dim must be >= 1, got {self.latent_dim}")
+
 
 @dataclass
 class OptimConfig:
     lr: float = 1e-4
     betas: tuple = (0.0, 0.9)
+
+    def validate(self) -> None:
+        _require(self.lr > 0 and math.isfinite(self.lr), f"optim.lr must be positive, got {self.lr}")
+        _require(all(0 <= b < 1 for b in self.betas), f"optim.betas must lie in [0, 1), got {self.betas}")
 
 
 @dataclass
@@ -42,6 +115,36 @@ class TrainConfig:
     tf32: bool = True
     bf16: bool = False
 
+    def validate(self) -> None:
+        for key in ("epochs", "batch_size", "n_critic", "log_every"):
+            _require(getattr(self, key) >= 1, f"train.{key} must be >= 1, got {getattr(self, key)}")
+        _require(self.gp_lambda >= 0 and self.lambda_summ >= 0,
+                 "train.gp_lambda and train.lambda_summ must be >= 0")
+        _require(self.summary_epochs >= 0 and self.checkpoint_every >= 0,
+                 "train.summary_epochs and train.checkpoint_every must be >= 0")
+
+
+@dataclass
+class SummaryConfig:
+    """The summary loss S (SPEC section 6); see lsswgan_core.losses."""
+    lambda_pk: float = 2.0
+    lambda_mass: float = 2.0
+    lambda_peak: float = 1.0
+    delta: float = 1e-3
+    eps: float = 1e-3
+    box_size: float = 1.0        # only sets the k units; the loss is scale-free in it
+    mass_bins: int = 50
+    peak_bins: int = 30
+    peak_radius: int = 2
+    value_range: tuple = (0.0, 1.0)
+    normalise: bool = True       # each statistic in units of the real batch's bin-averaged mean
+
+    def validate(self) -> None:
+        _require(self.mass_bins >= 1 and self.peak_bins >= 1, "summary bins must be >= 1")
+        _require(self.peak_radius >= 1, "summary.peak_radius must be >= 1")
+        _require(self.value_range[1] > self.value_range[0], "summary.value_range must be [lo, hi], lo < hi")
+        _require(self.box_size > 0, "summary.box_size must be positive")
+
 
 @dataclass
 class DualityGapConfig:
@@ -51,18 +154,48 @@ class DualityGapConfig:
     batch_size: int = 8
     lr: float = 2e-4
 
+    def validate(self) -> None:
+        _require(self.every >= 1 and self.epochs >= 1 and self.batch_size >= 1,
+                 "duality_gap.every, epochs and batch_size must be >= 1")
+
+
+@dataclass
+class EvaluateConfig:
+    """`lsscore evaluate` (SPEC section 7)."""
+    split: str = "val"            # the real cubes compared with
+    n_cubes: int = 0              # generated cubes; 0: as many as the split has
+    seed: int = 0                 # of the generated cubes' latents
+    hist_bins: int = 30           # bins of log10 rho/rhobar for the mass and peak histograms
+    peak_radius: int = 2          # peaks: strict maxima over (2 r + 1)^3, open boundary
+    bispectrum_pairs: tuple = ((3.0, 3.0), (3.0, 6.0))   # (k1, k2) in units of k_F of the cube
+    n_theta: int = 9              # angles between k1 and k2, evenly in (0.05, 0.95) pi
+
+    def validate(self) -> None:
+        _require(bool(self.split), "evaluate.split must name a split (train, val or dg)")
+        _require(self.n_cubes >= 0, "evaluate.n_cubes must be >= 0")
+        _require(self.hist_bins >= 1 and self.peak_radius >= 1 and self.n_theta >= 1,
+                 "evaluate.hist_bins, peak_radius and n_theta must be >= 1")
+        _require(all(len(p) == 2 and min(p) > 0 for p in self.bispectrum_pairs),
+                 "evaluate.bispectrum_pairs must be pairs of positive numbers")
+
 
 @dataclass
 class Config:
+    data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     summary: SummaryConfig = field(default_factory=SummaryConfig)
     duality_gap: DualityGapConfig = field(default_factory=DualityGapConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+    def validate(self) -> "Config":
+        for f in dataclasses.fields(self):
+            getattr(self, f.name).validate()
+        return self
 
 
-class ConfigError(ValueError):
-    pass
+# ------------------------------------------------------------------------ TOML <-> tree
 
 
 def _coerce(value, default, where):
@@ -78,11 +211,27 @@ def _coerce(value, default, where):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {value!r}")
         return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
     if isinstance(default, tuple):
-        if not isinstance(value, list) or len(value) != len(default):
-            raise ConfigError(f"{where} must be a list of {len(default)} numbers, got {value!r}")
-        return tuple(_coerce(v, d, f"{where}[{i}]") for i, (v, d) in enumerate(zip(value, default)))
+        return _coerce_list(value, default, where)
     return value
+
+
+def _coerce_list(value, default: tuple, where: str) -> tuple:
+    """A fixed-length list of numbers, a list of pairs, or a free-length list of numbers
+    (when the default is empty), as a tuple."""
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{where} must be a list, got {value!r}")
+    if default and isinstance(default[0], tuple):      # a list of pairs, any length
+        return tuple(_coerce_list(v, default[0], f"{where}[{i}]") for i, v in enumerate(value))
+    if default and len(value) != len(default):
+        raise ConfigError(f"{where} must be a list of {len(default)} numbers, got {value!r}")
+    template = default[0] if default else 0
+    return tuple(_coerce(v, d, f"{where}[{i}]") for i, (v, d) in
+                 enumerate(zip(value, default or [template] * len(value))))
 
 
 def _fill(cls, table: dict, where: str):
@@ -93,13 +242,7 @@ def _fill(cls, table: dict, where: str):
                           f"{', '.join(unknown)} (known: {', '.join(sorted(fields))})")
     obj = cls()
     for name, value in table.items():
-        default = getattr(obj, name)
-        if dataclasses.is_dataclass(default):
-            if not isinstance(value, dict):
-                raise ConfigError(f"[{where}.{name}] must be a table")
-            setattr(obj, name, _fill(type(default), value, f"{where}.{name}"))
-        else:
-            setattr(obj, name, _coerce(value, default, f"{where}.{name}"))
+        setattr(obj, name, _coerce(value, getattr(obj, name), f"{where}.{name}"))
     return obj
 
 
@@ -127,6 +270,23 @@ def load_config(path) -> Config:
         return config_from_dict(table)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def override(cfg: Config, assignments) -> Config:
+    """A copy of `cfg` with `section.key=value` assignments (values in TOML syntax, a bare
+    word read as a string): what the CLI's `--set` does."""
+    table = tomllib.loads(config_to_toml(cfg))
+    for text in assignments:
+        key, sep, raw = text.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise ConfigError(f"--set expects section.key=value, got {text!r}")
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        table.setdefault(section, {})[name.strip()] = value
+    return config_from_dict(table)
 
 
 def config_to_toml(cfg: Config) -> str:

@@ -43,7 +43,7 @@ def duality_gap(critic, generator, source, cfg, betas=(0.0, 0.9), gp_lambda: flo
                 seed: int = 0, device="cpu", show_progress: bool = False) -> dict:
     """{'duality_gap', 'max', 'min', 'max_curve', 'min_curve'} for the current models.
 
-    critic, generator: the main run's modules (not modified). source: a CubeSource (or any
+    critic, generator: the main run's modules (not modified). source: a dataset Split (or any
     object with len() and batch(indices) -> (b, 1, n, n, n)). cfg: DualityGapConfig
     (epochs, batch_size, lr)."""
     b = cfg.batch_size

@@ -20,6 +20,7 @@ metrics) is reported in `problems` and the rest is still made.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -27,11 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.transform import Transform
+from .config import EvaluateConfig
+from .data.dataset import Dataset, DatasetError
 from .ops import find_peaks, power_spectrum
+from .run import RunDir, RunError, config_of_checkpoint, load_checkpoint, read_metrics
+from .sample import generate
 from .stats import bispectrum, compatibility, frechet_distance, overdensity
-
-N_THETA = 9
 
 
 def _hard_histogram(values: torch.Tensor, edges: np.ndarray) -> np.ndarray:
@@ -43,7 +45,8 @@ def _hard_histogram(values: torch.Tensor, edges: np.ndarray) -> np.ndarray:
     return out
 
 
-def summaries(x: np.ndarray, cube_size: float, edges: np.ndarray, pairs) -> dict:
+def summaries(x: np.ndarray, cube_size: float, edges: np.ndarray, pairs, peak_radius: int = 2,
+              n_theta: int = 9) -> dict:
     """Per-cube summaries of physical cubes x (b, n, n, n) = rho/rhobar."""
     t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
     n = t.shape[-1]
@@ -51,10 +54,10 @@ def summaries(x: np.ndarray, cube_size: float, edges: np.ndarray, pairs) -> dict
     k, pk, n_modes = power_spectrum(delta, cube_size)
     log_x = torch.log10(t.clamp(min=0)).flatten(1)                       # x = 0 -> -inf, dropped
     mass = _hard_histogram(log_x, edges) / n**3
-    peaks = find_peaks(t, radius=2, boundary="open").flatten(1)
+    peaks = find_peaks(t, radius=peak_radius, boundary="open").flatten(1)
     peak_values = torch.where(peaks, log_x, torch.full_like(log_x, -math.inf))
     peak = _hard_histogram(peak_values, edges)
-    theta = np.linspace(0.05, 0.95, N_THETA) * math.pi
+    theta = np.linspace(0.05, 0.95, n_theta) * math.pi
     bis = np.stack([bispectrum(delta, cube_size, k1, k2, theta).numpy() for k1, k2 in pairs], 1)
     return {"k": k.numpy(), "n_modes": n_modes.numpy(), "power_spectrum": pk.numpy(),
             "mass_histogram": mass, "peak_histogram": peak, "bispectrum": bis, "theta": theta}
@@ -93,100 +96,115 @@ def _jsonable(obj):
 
 def load_split(data, split: str):
     """(physical cubes (M, n, n, n) float64, attributes, transform) of a dataset split."""
-    import h5py  # noqa: PLC0415
-
-    with h5py.File(data, "r") as f:
-        if split not in f:
-            raise KeyError(f"{data} has no split {split!r} (it has {', '.join(sorted(f.keys()))})")
-        if f[split].shape[0] < 2:
-            raise KeyError(f"{data}: the {split!r} split has {f[split].shape[0]} cubes; "
+    dataset = Dataset(data)
+    part = dataset.split(split, check_finite=False)
+    if len(part) < 2:
+        raise DatasetError(f"{data}: the {split!r} split has {len(part)} cubes; "
                            "at least 2 are needed for means and spreads")
-        y = f[split][...].astype(np.float64)
-        attrs = dict(f.attrs)
-    transform = Transform.from_attrs(attrs)
-    return transform.inverse(y), attrs, transform
+    return part.physical(), dataset.attrs, dataset.transform
 
 
-def evaluate(checkpoint, data, out, *, split: str = "val", n: int | None = None,
-             seed: int = 0, device: str = "cpu", run_dir=None, show_progress: bool = False) -> dict:
+def evaluate(checkpoint, data, out, *, split: str | None = None, n: int | None = None,
+             seed: int | None = None, device: str = "cpu", run_dir=None,
+             show_progress: bool = False, config: EvaluateConfig | None = None) -> dict:
     """Write metrics.json and the figures into `out`; returns the metrics dictionary
-    (with `problems`: what could not be done)."""
-    from .sample import generate  # noqa: PLC0415
-    from .train import read_metrics  # noqa: PLC0415
-
+    (with `problems`: what could not be done). The settings are the [evaluate] section of
+    the checkpoint's config (or `config`), with split, n and seed overriding it."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = Path(checkpoint)
-    run_dir = Path(run_dir) if run_dir is not None else checkpoint.parent.parent
-    problems, metrics, figures = [], {"checkpoint": str(checkpoint), "data": str(data),
-                                      "split": split}, []
-
-    records = []
-    metrics_path = run_dir / "metrics.jsonl"
-    if metrics_path.is_file():
-        records = read_metrics(metrics_path)
-    else:
-        problems.append(f"{metrics_path} not found: no loss or duality-gap figures")
-
-    real = attrs = None
+    run = RunDir(run_dir) if run_dir is not None else RunDir.of_checkpoint(checkpoint)
+    problems, figures = [], []
+    ecfg = _settings(checkpoint, config, split, n, seed)
+    metrics = {"checkpoint": str(checkpoint), "data": str(data), "split": ecfg.split}
+    records = read_metrics(run.metrics) if run.metrics.is_file() else []
+    if not records:
+        problems.append(f"{run.metrics} not found: no loss or duality-gap figures")
+    real, attrs, fake = None, None, None
     try:
-        real, attrs, _ = load_split(data, split)
-    except (OSError, KeyError, ValueError) as exc:
-        problems.append(f"dataset: {exc.args[0] if exc.args else exc}")
-    fake = None
+        real, attrs, _ = load_split(data, ecfg.split)
+    except DatasetError as exc:
+        problems.append(f"dataset: {exc}")
     if real is not None:
-        try:
-            want = n or len(real)
-            fake, _, rate = generate(checkpoint, want, physical=True, seed=seed, device=device,
-                                     show_progress=show_progress)
-            fake = fake.astype(np.float64)
-            metrics["cubes_per_second"] = rate
-        except (OSError, ValueError, RuntimeError) as exc:
-            problems.append(f"checkpoint: {exc}")
-
-    if real is not None and fake is not None:
-        cube_size = float(attrs["cube_size"])
-        k_f = 2 * math.pi / cube_size
-        n_side = real.shape[-1]
-        pairs = [(3 * k_f, 3 * k_f), (3 * k_f, 6 * k_f)] if n_side >= 16 else [(k_f, k_f)]
-        positive = real[real > 0]
-        lo = math.floor(10 * math.log10(positive.min())) / 10 if positive.size else -1.0
-        hi = math.ceil(10 * math.log10(max(float(real.max()), float(fake.max()), 1.0))) / 10
-        edges = np.linspace(lo, hi, 31)
-        try:
-            s_real = summaries(real, cube_size, edges, pairs)
-            s_fake = summaries(fake, cube_size, edges, pairs)
-        except ValueError as exc:   # e.g. an empty generated cube has no overdensity
-            problems.append(f"summaries: {exc}")
-            fake = None
-    if real is not None and fake is not None:
-        metrics.update({"n_real": len(real), "n_fake": len(fake), "cube_size": cube_size,
-                        "k": s_real["k"], "n_modes": s_real["n_modes"], "log10_x_edges": edges,
-                        "bispectrum_pairs": pairs, "theta": s_real["theta"]})
-        metrics["summaries"] = {
-            name: _stats_block(s_real[name], s_fake[name], log=(name == "power_spectrum"))
-            for name in ("power_spectrum", "mass_histogram", "peak_histogram", "bispectrum")}
-        from . import figures as fig  # noqa: PLC0415
-
-        figures.append(fig.slices(real, fake, out / "fig6_slices.png"))
-        figures.append(fig.summaries(metrics, out / "fig7_summaries.png"))
-        figures.append(fig.compatibility(metrics, out / "fig8_compatibility.png"))
-
+        fake = _generated(checkpoint, ecfg.n_cubes or len(real), ecfg.seed, device,
+                          show_progress, metrics, problems)
+    if fake is not None:
+        figures += _compare(real, fake, attrs, ecfg, metrics, problems, out)
     if records:
-        from . import figures as fig  # noqa: PLC0415
-
-        figures.append(fig.losses(records, out / "fig4_losses.png"))
-        path = fig.duality_gap(records, out / "fig5_duality_gap.png")
-        if path is None:
-            problems.append("the run's metrics hold no duality gap: no Fig. 5")
-        else:
-            figures.append(path)
-        dg = [(r["epoch"], r["duality_gap"]) for r in records if "duality_gap" in r]
-        metrics["duality_gap"] = dg
-        metrics["training"] = {"epochs": max((r.get("epoch", 0) for r in records), default=0),
-                               "generator_steps": max((r.get("step", 0) for r in records), default=0),
-                               "seconds": max((r.get("elapsed", 0) for r in records), default=0)}
+        figures += _training_figures(records, metrics, problems, out)
     metrics["figures"] = [str(p) for p in figures if p is not None]
     metrics["problems"] = problems
     (out / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=1))
     return metrics
+
+
+def _settings(checkpoint, config, split, n, seed) -> EvaluateConfig:
+    """The [evaluate] settings: `config`, else the checkpoint's, else the defaults."""
+    ecfg = config
+    if ecfg is None:
+        try:
+            ecfg = config_of_checkpoint(load_checkpoint(checkpoint)).evaluate
+        except RunError:
+            ecfg = EvaluateConfig()   # the checkpoint's problem is reported by _generated
+    ecfg = dataclasses.replace(ecfg)
+    for key, value in (("split", split), ("n_cubes", n), ("seed", seed)):
+        if value is not None:
+            setattr(ecfg, key, value)
+    return ecfg
+
+
+def _generated(checkpoint, n, seed, device, show_progress, metrics, problems):
+    """Physical generated cubes (n, c, c, c) float64, or None with the reason in problems."""
+    try:
+        fake, _, rate = generate(checkpoint, n, physical=True, seed=seed, device=device,
+                                 show_progress=show_progress)
+    except (OSError, ValueError, RuntimeError) as exc:
+        problems.append(f"checkpoint: {exc}")
+        return None
+    metrics["cubes_per_second"] = rate
+    return fake.astype(np.float64)
+
+
+def _compare(real, fake, attrs, ecfg: EvaluateConfig, metrics, problems, out) -> list:
+    """The summaries of both sets, their comparison in `metrics`, Figs. 6-8."""
+    cube_size = float(attrs["cube_size"])
+    k_f = 2 * math.pi / cube_size
+    pairs = [(a * k_f, b * k_f) for a, b in ecfg.bispectrum_pairs] if real.shape[-1] >= 16 \
+        else [(k_f, k_f)]
+    positive = real[real > 0]
+    lo = math.floor(10 * math.log10(positive.min())) / 10 if positive.size else -1.0
+    hi = math.ceil(10 * math.log10(max(float(real.max()), float(fake.max()), 1.0))) / 10
+    edges = np.linspace(lo, hi, ecfg.hist_bins + 1)
+    try:
+        s_real = summaries(real, cube_size, edges, pairs, ecfg.peak_radius, ecfg.n_theta)
+        s_fake = summaries(fake, cube_size, edges, pairs, ecfg.peak_radius, ecfg.n_theta)
+    except ValueError as exc:   # e.g. an empty generated cube has no overdensity
+        problems.append(f"summaries: {exc}")
+        return []
+    metrics.update({"n_real": len(real), "n_fake": len(fake), "cube_size": cube_size,
+                    "k": s_real["k"], "n_modes": s_real["n_modes"], "log10_x_edges": edges,
+                    "bispectrum_pairs": pairs, "theta": s_real["theta"]})
+    metrics["summaries"] = {
+        name: _stats_block(s_real[name], s_fake[name], log=(name == "power_spectrum"))
+        for name in ("power_spectrum", "mass_histogram", "peak_histogram", "bispectrum")}
+    from . import figures as fig  # noqa: PLC0415
+
+    return [fig.slices(real, fake, out / "fig6_slices.png"),
+            fig.summaries(metrics, out / "fig7_summaries.png"),
+            fig.compatibility(metrics, out / "fig8_compatibility.png")]
+
+
+def _training_figures(records, metrics, problems, out) -> list:
+    """Figs. 4 and 5 from the run's metrics, and the training facts."""
+    from . import figures as fig  # noqa: PLC0415
+
+    paths = [fig.losses(records, out / "fig4_losses.png")]
+    path = fig.duality_gap(records, out / "fig5_duality_gap.png")
+    if path is None:
+        problems.append("the run's metrics hold no duality gap: no Fig. 5")
+    paths.append(path)
+    metrics["duality_gap"] = [(r["epoch"], r["duality_gap"]) for r in records if "duality_gap" in r]
+    metrics["training"] = {"epochs": max((r.get("epoch", 0) for r in records), default=0),
+                           "generator_steps": max((r.get("step", 0) for r in records), default=0),
+                           "seconds": max((r.get("elapsed", 0) for r in records), default=0)}
+    return paths

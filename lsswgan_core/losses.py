@@ -21,58 +21,48 @@ weights. `normalise = false` gives the literal formula on raw statistics.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from .config import SummaryConfig
 from .ops import power_spectrum, soft_histogram
 from .stats import peak_histogram
 
 
+def _interpolate(real, fake, rng):
+    """x_hat = eps real + (1 - eps) fake, eps ~ U(0, 1) per sample, as a leaf that needs grad."""
+    eps = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), generator=rng,
+                     device=real.device, dtype=real.dtype)
+    return (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
+
+
+def _penalty(d_hat: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """Per-sample (||grad D(x_hat)||_2 - 1)^2, differentiable with respect to the critic."""
+    (grad,) = torch.autograd.grad(d_hat.sum(), x_hat, create_graph=True)
+    return (grad.flatten(1).float().norm(dim=1) - 1) ** 2
+
+
 def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+                     rng: torch.Generator | None = None) -> torch.Tensor:
     """Per-sample (||grad D(x_hat)||_2 - 1)^2 at x_hat = eps real + (1 - eps) fake,
     eps ~ U(0, 1) per sample; shape (b,). Differentiable with respect to the critic."""
-    eps = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), generator=generator,
-                     device=real.device, dtype=real.dtype)
-    x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
-    out = critic(x_hat)
-    (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
-    return (grad.flatten(1).norm(dim=1) - 1) ** 2
+    x_hat = _interpolate(real, fake, rng)
+    return _penalty(critic(x_hat), x_hat)
 
 
-def critic_loss(critic, real, fake, gp_lambda: float = 10.0, generator=None):
+def critic_loss(critic, real, fake, gp_lambda: float = 10.0, rng=None):
     """(loss, wasserstein estimate E D(real) - E D(fake), mean gradient penalty).
 
     The real, fake and interpolated batches go through the critic in one call: one
     spectral-norm power iteration per step, and one forward per backward, which is what
     DistributedDataParallel expects (the penalty's double backward then works under it)."""
     b = real.shape[0]
-    eps = torch.rand((b,) + (1,) * (real.dim() - 1), generator=generator,
-                     device=real.device, dtype=real.dtype)
     fake = fake.detach()
-    x_hat = (eps * real.detach() + (1 - eps) * fake).requires_grad_(True)
+    x_hat = _interpolate(real, fake, rng)
     out = critic(torch.cat([real, fake, x_hat])).squeeze(1).float()
     d_real, d_fake, d_hat = out[:b], out[b:2 * b], out[2 * b:]
-    (grad,) = torch.autograd.grad(d_hat.sum(), x_hat, create_graph=True)
-    gp = (grad.flatten(1).float().norm(dim=1) - 1) ** 2
+    gp = _penalty(d_hat, x_hat)
     loss = (d_fake - d_real + gp_lambda * gp).mean()
     return loss, (d_real - d_fake).mean().detach(), gp.mean().detach()
-
-
-@dataclass
-class SummaryConfig:
-    lambda_pk: float = 2.0
-    lambda_mass: float = 2.0
-    lambda_peak: float = 1.0
-    delta: float = 1e-3
-    eps: float = 1e-3
-    box_size: float = 1.0        # only sets the k units; the loss is scale-free in it
-    mass_bins: int = 50
-    peak_bins: int = 30
-    peak_radius: int = 2
-    value_range: tuple = (0.0, 1.0)
-    normalise: bool = True       # each statistic in units of the real batch's bin-averaged mean
 
 
 def summary_statistics(cubes: torch.Tensor, cfg: SummaryConfig) -> dict[str, torch.Tensor]:
@@ -94,6 +84,11 @@ def summary_distance(real: torch.Tensor, fake: torch.Tensor, delta: float, eps: 
     return (weight.detach() * (mu_f - mu_r).abs()).mean()
 
 
+def weighted_summary(terms: dict, cfg: SummaryConfig):
+    """S = lambda_pk D_pk + lambda_m D_m + lambda_p D_p."""
+    return cfg.lambda_pk * terms["pk"] + cfg.lambda_mass * terms["mass"] + cfg.lambda_peak * terms["peak"]
+
+
 def summary_loss(real: torch.Tensor, fake: torch.Tensor, cfg: SummaryConfig | None = None):
     """(S, {'pk': D_pk, 'mass': D_m, 'peak': D_p}); differentiable with respect to `fake`."""
     cfg = cfg or SummaryConfig()
@@ -105,14 +100,15 @@ def summary_loss(real: torch.Tensor, fake: torch.Tensor, cfg: SummaryConfig | No
         s_real = {k: v / scales[k] for k, v in s_real.items()}
         s_fake = {k: v / scales[k] for k, v in s_fake.items()}
     terms = {k: summary_distance(s_real[k], s_fake[k], cfg.delta, cfg.eps) for k in s_real}
-    total = cfg.lambda_pk * terms["pk"] + cfg.lambda_mass * terms["mass"] + cfg.lambda_peak * terms["peak"]
-    return total, {k: v.detach() for k, v in terms.items()}
+    return weighted_summary(terms, cfg), {k: v.detach() for k, v in terms.items()}
 
 
 def generator_loss(critic, fake, real=None, lambda_summ: float = 0.0,
                    summary: SummaryConfig | None = None):
-    """(loss, adversarial part, summary terms or {}): -mean D(fake) + lambda_summ S."""
-    adversarial = -critic(fake).mean()
+    """(loss, adversarial part, summary terms or {}): -mean D(fake) + lambda_summ S.
+
+    `critic` is any callable (the loop passes the bare critic under autocast)."""
+    adversarial = -critic(fake).float().mean()
     if lambda_summ == 0.0 or real is None:
         return adversarial, adversarial.detach(), {}
     s, terms = summary_loss(real, fake, summary)

@@ -5,6 +5,8 @@ Channel widths scale with `width` (1 = the paper; the CPU demo uses 1/4). Shapes
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
@@ -77,6 +79,15 @@ class Generator(nn.Module):
     def sample_latent(self, n: int, generator: torch.Generator | None = None,
                       device=None) -> torch.Tensor:
         return torch.randn(n, self.latent_dim, generator=generator, device=device)
+
+
+def init_output_bias(generator: Generator, mean: float) -> None:
+    """Set the bias of the generator's last layer (before the sigmoid) to logit(mean), so
+    that its first outputs have the data's mean instead of sigmoid(0) = 0.5."""
+    last = [m for m in generator.modules() if isinstance(m, nn.ConvTranspose3d)][-1]
+    mean = min(max(float(mean), 1e-4), 1 - 1e-4)
+    with torch.no_grad():
+        last.bias.fill_(math.log(mean / (1 - mean)))
 
 
 def parameter_count(model: nn.Module) -> int:

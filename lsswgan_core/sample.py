@@ -17,7 +17,7 @@ import torch
 
 from .data.transform import Transform
 from .progress import Progress
-from .train import load_checkpoint, models_from_checkpoint
+from .run import load_checkpoint, models_from_checkpoint
 
 
 def generate(checkpoint, n: int, *, batch: int | None = None, physical: bool = False,

@@ -35,7 +35,7 @@ def test_paint_command_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     pos = rng.uniform(0, 10, (5000, 3))
     np.save(tmp_path / "pos.npy", pos)
-    result = CliRunner().invoke(cli, ["paint", str(tmp_path / "pos.npy"), "--box", "10",
+    result = CliRunner().invoke(cli, ["paint", str(tmp_path / "pos.npy"), "--box-size", "10",
                                       "--grid", "8", "--scheme", "ngp",
                                       "--out", str(tmp_path / "grid.npy")])
     assert result.exit_code == 0, result.output
@@ -46,17 +46,17 @@ def test_paint_command_round_trip(tmp_path):
 
 def test_paint_command_bad_input(tmp_path):
     np.save(tmp_path / "bad.npy", np.zeros((10, 2)))
-    result = CliRunner().invoke(cli, ["paint", str(tmp_path / "bad.npy"), "--box", "1",
+    result = CliRunner().invoke(cli, ["paint", str(tmp_path / "bad.npy"), "--box-size", "1",
                                       "--out", str(tmp_path / "g.npy")])
     assert result.exit_code != 0 and "expected shape (N, 3)" in result.output
     (tmp_path / "junk.npy").write_bytes(b"not a numpy file")
-    result = CliRunner().invoke(cli, ["paint", str(tmp_path / "junk.npy"), "--box", "1",
+    result = CliRunner().invoke(cli, ["paint", str(tmp_path / "junk.npy"), "--box-size", "1",
                                       "--out", str(tmp_path / "g.npy")])
     assert result.exit_code != 0 and "not a readable .npy" in result.output
     pos = np.zeros((4, 3))
     pos[1, 1] = np.nan
     np.save(tmp_path / "nan.npy", pos)
-    result = CliRunner().invoke(cli, ["paint", str(tmp_path / "nan.npy"), "--box", "1",
+    result = CliRunner().invoke(cli, ["paint", str(tmp_path / "nan.npy"), "--box-size", "1",
                                       "--out", str(tmp_path / "g.npy")])
     assert result.exit_code != 0 and "1 non-finite" in result.output
     assert "Traceback" not in result.output

@@ -47,3 +47,42 @@ def test_bad_files(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_paper_config_holds_the_papers_dataset_and_every_section():
+    cfg = load_config(ROOT / "configs" / "paper.toml")
+    d = cfg.data
+    assert (d.grid, d.cube, d.split_cubes, d.scheme) == (256, 32, (992, 128, 128), "ngp")
+    assert (d.transform_c, d.transform_s) == (11.0, 0.002)
+    assert cfg.evaluate.peak_radius == 2
+    cfg.validate()
+    load_config(ROOT / "configs" / "demo.toml").validate()
+
+
+@pytest.mark.parametrize("section,key,value,match", [
+    ("model", "width", 0.0, "model.width must be a positive number"),
+    ("model", "width", -1.0, "model.width must be a positive number"),
+    ("train", "batch_size", 0, "train.batch_size must be >= 1"),
+    ("data", "grid", 30, "does not divide"),
+    ("data", "split_fractions", [0.0, 0.5, 0.5], "train split must not be empty"),
+    ("data", "split_cubes", [1, 2], "split_cubes must be a list of 3"),
+    ("data", "split_cubes", [0, 2, 2], "three cube counts \\(train > 0\\)"),
+    ("data", "cubes_per_box", -1, "cubes_per_box must be >= 0"),
+    ("evaluate", "bispectrum_pairs", [[3.0, 0.0]], "pairs of positive numbers"),
+])
+def test_validate_refuses_nonsense(section, key, value, match):
+    with pytest.raises(ConfigError, match=match):
+        config_from_dict({section: {key: value}}).validate()
+
+
+def test_override_sets_keys_by_name():
+    from lsswgan_core.config import override
+
+    cfg = override(Config(), ["train.epochs=7", "model.width=0.25", "data.scheme=cic",
+                              "evaluate.bispectrum_pairs=[[2, 4]]"])
+    assert (cfg.train.epochs, cfg.model.width, cfg.data.scheme) == (7, 0.25, "cic")
+    assert cfg.evaluate.bispectrum_pairs == ((2.0, 4.0),)
+    with pytest.raises(ConfigError, match="unknown key in \\[train\\]: epoch"):
+        override(Config(), ["train.epoch=7"])
+    with pytest.raises(ConfigError, match="section.key=value"):
+        override(Config(), ["epochs=7"])

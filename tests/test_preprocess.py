@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 
 from lsscore.main import cli
-from lsswgan_core.data import CubeDataset, PreprocessConfig, Transform, assign_splits, preprocess
+from lsswgan_core.data import DataConfig, Dataset, Transform, assign_splits, preprocess
 from lsswgan_core.io import write_gadget
 from lsswgan_core.simulate import write_suite
 
@@ -62,21 +62,34 @@ def test_end_to_end_through_the_cli(tmp_path, suite):
     assert x.max() == pytest.approx(attrs["x_max"], rel=1e-6)
     assert 0.7 < x.mean() < 1.3
     assert not os.path.exists(str(out) + ".partial") and not os.path.exists(str(out) + ".tmp")
-    ds = CubeDataset(out, "val")
+    ds = Dataset(out).split("val").torch_dataset()
     assert len(ds) == 6 and ds[0].shape == (1, 8, 8, 8) and ds[0].dtype == torch.float32
     with pytest.raises(KeyError, match="no split"):
-        CubeDataset(out, "test")
+        Dataset(out).split("test")
 
 
 def test_workers_give_the_same_file(tmp_path, suite):
     cfg = dict(grid=32, cube=8, cubes_per_box=4, seed=9, length_unit="Mpc/h")
-    a = preprocess(suite, tmp_path / "a.h5", PreprocessConfig(**cfg), show_progress=False)
-    b = preprocess(suite, tmp_path / "b.h5", PreprocessConfig(**cfg, workers=2),
+    a = preprocess(suite, tmp_path / "a.h5", DataConfig(**cfg), show_progress=False)
+    b = preprocess(suite, tmp_path / "b.h5", DataConfig(**cfg, workers=2),
                    show_progress=False)
     da, _ = _contents(a)
     db, _ = _contents(b)
     for k in da:
         assert np.array_equal(da[k], db[k])
+
+
+# `lsscore` with each simulation slowed by a second (the test's own hook, not the library's),
+# so that the kill lands between two stored simulations
+SLOW_PREPROCESS = """
+import importlib, sys, time
+p = importlib.import_module("lsswgan_core.data.preprocess")
+fast = p.cubes_of_simulation
+p.cubes_of_simulation = lambda *a, **k: (time.sleep(1), fast(*a, **k))[1]
+sys.argv[0] = "lsscore"
+from lsscore.main import main
+main()
+"""
 
 
 def test_resume_after_kill_gives_the_same_file(tmp_path, suite):
@@ -85,10 +98,8 @@ def test_resume_after_kill_gives_the_same_file(tmp_path, suite):
     ref = tmp_path / "ref.h5"
     assert CliRunner().invoke(cli, ["preprocess", *args, "--out", str(ref)]).exit_code == 0
     out = tmp_path / "killed.h5"
-    cmd = [sys.executable, "-m", "lsscore", "preprocess", *args, "--out", str(out)]
-    env = dict(os.environ, LSSCORE_PREPROCESS_SLOW="1")
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                            env=env)
+    cmd = [sys.executable, "-c", SLOW_PREPROCESS, "preprocess", *args, "--out", str(out)]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     deadline = time.time() + 120
     for line in proc.stderr:  # progress lines: kill once two simulations are stored
         if "2/5" in line or time.time() > deadline:
@@ -121,5 +132,5 @@ def test_bad_inputs(tmp_path, suite, rng):
                                       str(tmp_path / "x.h5")])
     assert result.exit_code != 0 and "no such file" in result.output
     result = CliRunner().invoke(cli, ["preprocess", suite[0], "--out", str(tmp_path / "x.h5"),
-                                      "--split", "0.8,0.2"])
+                                      "--split-fractions", "0.8,0.2"])
     assert result.exit_code != 0 and "three" in result.output

@@ -16,9 +16,11 @@ import torch
 
 from lsswgan_core import train as train_module
 from lsswgan_core.config import DualityGapConfig, config_from_dict
+from lsswgan_core.data import Dataset, dataset as dataset_module
 from lsswgan_core.duality_gap import duality_gap
 from lsswgan_core.models import Critic, Generator
-from lsswgan_core.train import TrainingError, load_checkpoint, read_metrics, train
+from lsswgan_core.run import load_checkpoint, read_metrics
+from lsswgan_core.train import TrainingError, train
 
 from ._datasets import write_dataset
 
@@ -134,7 +136,7 @@ def test_duality_gap_does_not_touch_the_run(dataset, reference_run, tmp_path):
 
 
 class Cubes:
-    """A CubeSource stand-in over a tensor."""
+    """A dataset split stand-in over a tensor."""
 
     def __init__(self, cubes):
         self.cubes = cubes
@@ -269,13 +271,13 @@ def test_torchrun_two_cpu_processes(dataset, tmp_path):
 
 
 def test_split_read_from_the_file_trains_like_the_one_in_memory(dataset, tmp_path, monkeypatch):
-    """Splits over IN_MEMORY_LIMIT are read per batch (h5py wants sorted indices): the run
+    """Splits over dataset.IN_MEMORY_LIMIT are read per batch (h5py wants sorted indices): the run
     must be the same as with the split in memory."""
     cfg = tiny_config(train={"epochs": 1}, duality_gap={"enabled": False})
     train(dataset, tmp_path / "memory", cfg, show_progress=False)
-    monkeypatch.setattr(train_module, "IN_MEMORY_LIMIT", 0)
-    source = train_module.CubeSource(dataset, "train")
-    assert source._data is None
+    monkeypatch.setattr(dataset_module, "IN_MEMORY_LIMIT", 0)
+    source = Dataset(dataset).split("train")
+    assert not source.in_memory
     idx = torch.tensor([5, 1, 7])
     with h5py.File(dataset) as f:
         assert torch.equal(source.batch(idx)[:, 0], torch.from_numpy(f["train"][...][idx.numpy()]))

@@ -1,7 +1,11 @@
-"""Data pipeline: the paper's transform, cube augmentation (crops and the 48 symmetries)."""
+"""Data pipeline: the paper's transform, cube augmentation (crops and the 48 symmetries),
+`preprocess` (the one writer of the dataset file) and `Dataset` (its one reader)."""
+from ..config import DataConfig
 from .augment import SYMMETRIES, apply_symmetry, random_crop
-from .preprocess import CubeDataset, PreprocessConfig, assign_splits, preprocess
+from .dataset import CubeDataset, Dataset, DatasetError, Split, SplitNotFoundError
+from .preprocess import assign_splits, preprocess
 from .transform import Transform
 
-__all__ = ["SYMMETRIES", "CubeDataset", "PreprocessConfig", "Transform", "apply_symmetry",
-           "assign_splits", "preprocess", "random_crop"]
+__all__ = ["SYMMETRIES", "CubeDataset", "DataConfig", "Dataset", "DatasetError", "Split",
+           "SplitNotFoundError", "Transform", "apply_symmetry", "assign_splits", "preprocess",
+           "random_crop"]

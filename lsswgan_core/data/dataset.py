@@ -1,0 +1,164 @@
+"""The one reader of the preprocessed HDF5 dataset (`data/preprocess.py` is its one writer).
+
+    ds = Dataset("dataset.h5")
+    ds.attrs, ds.transform, ds.splits            # {'train': 992, 'val': 128, 'dg': 128}
+    train = ds.split("train")                    # checked: 4-D, cubic, finite
+    train.batch(torch.tensor([5, 1, 7]))         # (3, 1, n, n, n) float32, transformed values
+    train.physical()                             # (M, n, n, n) float64 rho/rhobar
+    train.torch_dataset()                        # a torch Dataset of (1, n, n, n) tensors
+
+A split of at most IN_MEMORY_LIMIT bytes is read once and held in memory; a larger one is
+read from the file per batch (h5py wants increasing indices: they are sorted and the rows
+put back in the asked order), which gives the same batches.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from .transform import Transform
+
+IN_MEMORY_LIMIT = 2 << 30   # bytes of a split held in memory; larger splits are read per batch
+
+
+class DatasetError(ValueError):
+    """A dataset file that cannot be used (missing, unreadable, wrong shape, NaN)."""
+
+
+class SplitNotFoundError(DatasetError, KeyError):
+    """The file has no split of that name."""
+
+    def __str__(self):   # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+def _plain(value):
+    """HDF5 attribute -> a JSON-able value."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _open(path):
+    import h5py  # noqa: PLC0415
+
+    try:
+        return h5py.File(str(path), "r")
+    except (OSError, FileNotFoundError) as exc:
+        reason = "no such file" if not os.path.exists(str(path)) else str(exc)
+        raise DatasetError(f"{path}: cannot open the dataset ({reason})") from None
+
+
+class Dataset:
+    """A preprocessed dataset file: its attributes, transform and splits."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        with _open(self.path) as f:
+            self.attrs = {k: _plain(v) for k, v in f.attrs.items()}
+            self.splits = {k: int(f[k].shape[0]) for k in f.keys() if len(f[k].shape) >= 1}
+        self._transform = None
+
+    @property
+    def transform(self) -> Transform:
+        if self._transform is None:
+            try:
+                self._transform = Transform.from_attrs(self.attrs)
+            except (KeyError, ValueError, TypeError) as exc:
+                raise DatasetError(f"{self.path}: no usable transform attributes ({exc})") from None
+        return self._transform
+
+    def split(self, name: str, *, check_finite: bool = True) -> "Split":
+        if name not in self.splits:
+            raise SplitNotFoundError(f"{self.path} has no split {name!r} (it has "
+                                     f"{', '.join(sorted(self.splits)) or 'none'})")
+        return Split(self, name, check_finite=check_finite)
+
+    def summary(self) -> str:
+        """One line: the cube counts per split and x_max."""
+        text = ", ".join(f"{k} {v} cubes" for k, v in self.splits.items())
+        if "x_max" in self.attrs:
+            text += f"; x_max = {float(self.attrs['x_max']):.4g}"
+        return text
+
+
+class Split:
+    """One split: `batch(indices)` -> (b, 1, n, n, n) float32 of transformed values."""
+
+    def __init__(self, dataset: Dataset, name: str, *, check_finite: bool = True):
+        self.dataset, self.name = dataset, name
+        self._pid, self._file = os.getpid(), _open(dataset.path)
+        self._dset = self._file[name]
+        shape = self._dset.shape
+        if len(shape) != 4 or len(set(shape[1:])) != 1:
+            raise DatasetError(f"{dataset.path}:{name} has shape {shape}, expected (M, n, n, n)")
+        self.cube = int(shape[1])
+        self.simulations = [int(s) for s in np.asarray(self._dset.attrs.get("simulations", []))]
+        self._data = None
+        if self._dset.nbytes <= IN_MEMORY_LIMIT:
+            self._data = torch.from_numpy(self._dset[...].astype(np.float32, copy=False))
+            if check_finite and not torch.isfinite(self._data).all():
+                raise DatasetError(f"{dataset.path}:{name} contains NaN or infinite values")
+
+    def __len__(self):
+        return int(self._dset.shape[0])
+
+    @property
+    def in_memory(self) -> bool:
+        return self._data is not None
+
+    def mean(self) -> float:
+        """Mean value of the split (of its first 1024 cubes when it is not in memory)."""
+        if self._data is not None:
+            return float(self._data.mean(dtype=torch.float64))
+        return float(np.mean(self._dset[:1024], dtype=np.float64))
+
+    def batch(self, indices: torch.Tensor) -> torch.Tensor:
+        if self._data is not None:
+            return self._data[indices].unsqueeze(1)
+        if self._pid != os.getpid():   # a DataLoader worker: its own file handle
+            self._pid, self._file = os.getpid(), _open(self.dataset.path)
+            self._dset = self._file[self.name]
+        idx = np.asarray(indices)
+        order = np.argsort(idx)
+        rows = self._dset[np.sort(idx)]   # h5py wants increasing indices
+        out = np.empty_like(rows)
+        out[order] = rows
+        return torch.from_numpy(out.astype(np.float32, copy=False)).unsqueeze(1)
+
+    def transformed(self) -> np.ndarray:
+        """All cubes (M, n, n, n) as float64 transformed values."""
+        return (self._data.numpy() if self._data is not None else self._dset[...]).astype(np.float64)
+
+    def physical(self) -> np.ndarray:
+        """All cubes (M, n, n, n) as float64 rho/rhobar, through the exact inverse transform."""
+        return self.dataset.transform.inverse(self.transformed())
+
+    def torch_dataset(self) -> "CubeDataset":
+        return CubeDataset(self)
+
+    def close(self):
+        self._file.close()
+
+
+class CubeDataset(torch.utils.data.Dataset):
+    """A split as a torch Dataset of (1, n, n, n) float32 tensors (transformed values)."""
+
+    def __init__(self, split: Split):
+        self.split = split
+
+    def __len__(self):
+        return len(self.split)
+
+    def __getitem__(self, i):
+        if not 0 <= i < len(self.split):
+            raise IndexError(f"index {i} out of range for a split of {len(self.split)} cubes")
+        return self.split.batch(torch.tensor([i]))[0]

@@ -1,0 +1,103 @@
+"""Device choice and DistributedDataParallel for `lsscore train`.
+
+Under `torchrun` (WORLD_SIZE > 1) the process group is gloo on the CPU and nccl on GPUs;
+otherwise every method is a no-op, so the loop is written once for both.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import warnings
+
+import torch
+
+
+class DeviceError(RuntimeError):
+    pass
+
+
+def choose_device(device: str | None, local_rank: int = 0) -> str:
+    """'cpu' or 'cuda:<local rank>'; None picks cuda when a GPU is visible."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError("--device cuda was asked for but torch sees no GPU")
+        if device == "cuda":
+            device = f"cuda:{local_rank}"
+    elif device != "cpu":
+        raise DeviceError(f"device must be cpu or cuda, got {device!r}")
+    return device
+
+
+def configure_cuda(device: str, tf32: bool) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+
+
+class Distributed:
+    """The process group under torchrun (WORLD_SIZE > 1), a no-op otherwise."""
+
+    def __init__(self, device: str):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.active = self.world > 1
+        if self.active:
+            import torch.distributed as dist  # noqa: PLC0415
+
+            backend = "nccl" if device.startswith("cuda") else "gloo"
+            if not dist.is_initialized():
+                dist.init_process_group(backend, timeout=datetime.timedelta(hours=2))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def wrap(self, model, device):
+        if not self.active:
+            return model
+        from torch.nn.parallel import DistributedDataParallel  # noqa: PLC0415
+
+        # the penalty's double backward leaves the dense layer's gradient transposed in
+        # memory; DDP copies it into its bucket correctly and only warns about speed
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
+        ids = [torch.device(device).index] if device.startswith("cuda") else None
+        return DistributedDataParallel(model, device_ids=ids)
+
+    def all_finite(self, *values: torch.Tensor) -> bool:
+        ok = torch.tensor([float(all(bool(torch.isfinite(v).all()) for v in values))])
+        if self.active:
+            import torch.distributed as dist  # noqa: PLC0415
+
+            dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+        return bool(ok.item() == 1.0)
+
+    def divergence(self, model) -> float:
+        """Largest |difference| between this rank's parameters and rank 0's, over all ranks
+        (0 when DDP keeps the replicas in step)."""
+        if not self.active:
+            return 0.0
+        import torch.distributed as dist  # noqa: PLC0415
+
+        flat = torch.cat([p.detach().flatten().float() for p in model.parameters()])
+        ref = flat.clone()
+        dist.broadcast(ref, src=0)
+        diff = (flat - ref).abs().max().reshape(1).cpu()
+        dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+        return float(diff)
+
+    def barrier(self):
+        if self.active:
+            import torch.distributed as dist  # noqa: PLC0415
+
+            dist.barrier()
+
+    def close(self):
+        if self.active:
+            import torch.distributed as dist  # noqa: PLC0415
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
