@@ -21,6 +21,7 @@ import torch
 
 from . import ops
 from .cosmology import Cosmology
+from .ops.kspace import kgrid
 from .progress import Progress
 
 
@@ -33,10 +34,10 @@ class SimulationResult:
 
 
 def _kvectors(n: int, box: float):
+    """kx, ky, kz (h/Mpc, float64, broadcasting to the rfft modes) and |k|^2 (n, n, n//2 + 1)."""
     k_f = 2 * math.pi / box
-    full = torch.fft.fftfreq(n, d=1.0 / n, dtype=torch.float64) * k_f
-    half = torch.arange(n // 2 + 1, dtype=torch.float64) * k_f
-    kx, ky, kz = torch.meshgrid(full, full, half, indexing="ij")
+    g = kgrid(n)
+    kx, ky, kz = (k_f * v.double() for v in (g.nx, g.ny, g.nz))
     k2 = kx**2 + ky**2 + kz**2
     k2[0, 0, 0] = 1.0  # the k = 0 mode is zeroed wherever it is used
     return kx, ky, kz, k2

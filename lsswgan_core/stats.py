@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from .ops import find_peaks, soft_histogram
-from .ops._util import as_tensor, check_box_size, check_float, to_output
-from .ops.peaks import check_cubes
+from .ops._util import SCHEME_ORDER, as_tensor, check_box_size, check_cubes, check_float, to_output
+from .ops.kspace import kgrid, sinc_window
 
 __all__ = ["overdensity", "mass_histogram", "peak_histogram", "bispectrum", "compatibility",
            "frechet_distance"]
@@ -47,20 +47,9 @@ def peak_histogram(field, lo: float, hi: float, nbins: int, radius: int = 2,
     ``(..., nbins)``. The peaks are found on the detached field; the histogram is
     differentiable with respect to the peak voxels' values (other voxels get no gradient)."""
     f, numpy_in = as_tensor(field, "field")
-    check_float(f, "field")
-    check_cubes(f)
     mask = find_peaks(f.detach(), radius=radius, boundary=boundary)
     hist = soft_histogram(f.flatten(-3), lo, hi, nbins, weights=mask.flatten(-3).to(f.dtype))
     return to_output(hist, numpy_in)
-
-
-def _window(n: int, p: int, dtype, device):
-    full = torch.fft.fftfreq(n, d=1.0 / n, dtype=torch.float64)
-    half = torch.arange(n // 2 + 1, dtype=torch.float64)
-    wx = torch.sinc(full / n)[:, None, None]
-    wy = torch.sinc(full / n)[None, :, None]
-    wz = torch.sinc(half / n)[None, None, :]
-    return ((wx * wy * wz) ** p).to(device=device, dtype=dtype)
 
 
 def bispectrum(field, box_size: float, k1: float, k2: float, theta, width: float | None = None,
@@ -100,18 +89,15 @@ def bispectrum(field, box_size: float, k1: float, k2: float, theta, width: float
     for name, value in (("k1", k1), ("k2", k2), ("width", width)):
         if not math.isfinite(float(value)) or float(value) <= 0:
             raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    if mas is not None and mas not in ("ngp", "cic", "tsc"):
+    if mas is not None and mas not in SCHEME_ORDER:
         raise ValueError(f"mas must be None, 'ngp', 'cic' or 'tsc', got {mas!r}")
     if not bool(torch.isfinite(f).all()):
         raise ValueError("field contains non-finite values")
     spectrum = torch.fft.rfftn(f, dim=(-3, -2, -1))
     if mas is not None:
-        p = {"ngp": 1, "cic": 2, "tsc": 3}[mas]
-        spectrum = spectrum / _window(n, p, f.dtype, f.device)
-    full = torch.fft.fftfreq(n, d=1.0 / n, dtype=torch.float64)
-    half = torch.arange(n // 2 + 1, dtype=torch.float64)
-    kx, ky, kz = torch.meshgrid(full, full, half, indexing="ij")
-    kmag = (k_fund * torch.sqrt(kx**2 + ky**2 + kz**2)).to(f.device)
+        window = sinc_window(n) ** SCHEME_ORDER[mas]  # the amplitude's window
+        spectrum = spectrum / window.to(device=f.device, dtype=f.dtype)
+    kmag = (k_fund * torch.sqrt(kgrid(n).n2.double())).to(f.device)
 
     def shell(k):
         sel = (kmag >= k - width) & (kmag < k + width) & (kmag > 0)

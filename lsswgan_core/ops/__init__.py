@@ -3,9 +3,13 @@
 Every public function takes torch tensors (any device the kernels were built for) or NumPy
 arrays; NumPy in gives NumPy out.
 """
+from ._util import SCHEME_ORDER
 from .histogram import soft_histogram
-from .paint import SCHEMES, paint, readout
+from .paint import paint, readout
 from .peaks import find_peaks
 from .power_spectrum import power_spectrum
 
-__all__ = ["SCHEMES", "find_peaks", "paint", "power_spectrum", "readout", "soft_histogram"]
+SCHEMES = SCHEME_ORDER  # the name this table was first exported under
+
+__all__ = ["SCHEMES", "SCHEME_ORDER", "find_peaks", "paint", "power_spectrum", "readout",
+           "soft_histogram"]

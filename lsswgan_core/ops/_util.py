@@ -1,10 +1,15 @@
-"""Small helpers shared by the op wrappers: NumPy/torch conversion and argument checks."""
+"""Small helpers shared by the op wrappers: the assignment schemes, NumPy/torch conversion and
+argument checks."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
 import torch
+
+# Mass-assignment schemes and their orders p: a scheme of order p touches p cells per
+# dimension, and its Fourier window is prod_i sinc(k_i h / 2)^p.
+SCHEME_ORDER = {"ngp": 1, "cic": 2, "tsc": 3}
 
 
 def as_tensor(x, name: str) -> tuple[torch.Tensor, bool]:
@@ -23,6 +28,13 @@ def as_tensor(x, name: str) -> tuple[torch.Tensor, bool]:
 def check_float(t: torch.Tensor, name: str) -> None:
     if t.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
+
+
+def check_cubes(field: torch.Tensor, name: str = "field") -> int:
+    """n of a (..., n, n, n) batch of cubes, or a ValueError naming the argument."""
+    if field.dim() < 3 or not (field.shape[-1] == field.shape[-2] == field.shape[-3]):
+        raise ValueError(f"{name} must have shape (..., n, n, n), got {tuple(field.shape)}")
+    return field.shape[-1]
 
 
 def check_box_size(box_size) -> float:

@@ -4,17 +4,10 @@ from __future__ import annotations
 import torch
 
 from .. import _ext  # noqa: F401  (loads the compiled ops)
-from ._util import as_tensor, check_float, to_output
+from ._util import as_tensor, check_cubes, check_float, to_output
 
 _ops = torch.ops.lsscore
 BOUNDARIES = ("periodic", "open")
-
-
-def check_cubes(field: torch.Tensor, name: str = "field") -> int:
-    """n of a (..., n, n, n) batch of cubes, or a ValueError naming the argument."""
-    if field.dim() < 3 or not (field.shape[-1] == field.shape[-2] == field.shape[-3]):
-        raise ValueError(f"{name} must have shape (..., n, n, n), got {tuple(field.shape)}")
-    return field.shape[-1]
 
 
 def find_peaks(field, radius: int = 2, boundary: str = "periodic"):
@@ -37,12 +30,11 @@ def find_peaks(field, radius: int = 2, boundary: str = "periodic"):
     """
     f, numpy_in = as_tensor(field, "field")
     check_float(f, "field")
-    check_cubes(f)
+    n = check_cubes(f)
     if isinstance(radius, bool) or not isinstance(radius, int) or not 1 <= radius <= 5:
         raise ValueError(f"radius must be an int from 1 to 5, got {radius!r}")
     if boundary not in BOUNDARIES:
         raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
-    n = f.shape[-1]
     if boundary == "periodic" and n < 2 * radius + 1:
         raise ValueError(f"a periodic cube of {n} cells per side is smaller than the "
                          f"neighbourhood of radius {radius}; use boundary='open'")

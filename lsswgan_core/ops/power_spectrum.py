@@ -12,23 +12,24 @@ modes assigned from the integer ``|n|^2`` (never from rounded float k). ``mas`` 
 ngp, cic, tsc.
 
 The FFT is torch's; the binning of ``|F|^2`` (read straight from the complex spectrum) and
-its backward are the compiled ``lsscore::bin_power`` / ``lsscore::bin_power_backward``. The per-mode bin index and weights are cached per
-(n, box size, bins, mas, device).
+its backward are the compiled ``lsscore::bin_power`` / ``lsscore::bin_power_backward``. The
+per-mode bin index and weights are built once per (n, box size, bins, mas, device, dtype) and
+cached; under ``torch.compile`` they are constants of the graph, computed when tracing.
 """
 from __future__ import annotations
 
 import functools
 import math
+import operator
 
 import numpy as np
 import torch
 
 from .. import _ext  # noqa: F401  (loads the compiled ops)
-from ._util import as_tensor, check_box_size, check_float, to_output
-from .peaks import check_cubes
+from ._util import SCHEME_ORDER, as_tensor, check_box_size, check_cubes, check_float, to_output
+from .kspace import kgrid, sinc_window
 
 _ops = torch.ops.lsscore
-MAS_ORDER = {"ngp": 1, "cic": 2, "tsc": 3}
 
 
 def _integer_sqrt(n2: np.ndarray) -> np.ndarray:
@@ -41,13 +42,13 @@ def _integer_sqrt(n2: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=32)
 def _mode_table(n: int, box_size: float, edges: tuple | None, mas: str | None):
-    """Per rfft mode: bin index (-1 = left out) and weight (multiplicity / window^2); per bin:
-    k_mean, n_modes and the edges. NumPy, float64 / int64."""
+    """Per rfft mode (flattened): bin index (-1 = left out) and weight (multiplicity / window^2);
+    per bin: k_mean, n_modes and the edges. NumPy, float64 / int64, on the CPU and outside any
+    trace (NumPy, not torch: torch's vectorised CPU sqrt and pow can differ from the correctly
+    rounded results in the last bit)."""
     k_fund = 2 * math.pi / box_size
-    full = np.fft.fftfreq(n, d=1.0 / n).round().astype(np.int64)
-    half = np.arange(n // 2 + 1, dtype=np.int64)
-    nx, ny, nz = np.meshgrid(full, full, half, indexing="ij")
-    n2 = nx**2 + ny**2 + nz**2
+    nx, ny, nz, n2 = (np.broadcast_to(v.numpy(), (n, n, n // 2 + 1)) for v in kgrid(n))
+    # a mode off the planes nz = 0 and nz = n/2 stands for itself and its complex conjugate
     multiplicity = np.where((nz == 0) | ((n % 2 == 0) & (nz == n // 2)), 1.0, 2.0)
     k = k_fund * np.sqrt(n2.astype(np.float64))
     if edges is None:
@@ -64,9 +65,7 @@ def _mode_table(n: int, box_size: float, edges: tuple | None, mas: str | None):
         index = np.where((n2 > 0) & (index >= 0) & (index < nbins), index, -1)
     weight = multiplicity.copy()
     if mas is not None:
-        p = MAS_ORDER[mas]
-        window = (np.sinc(nx / n) * np.sinc(ny / n) * np.sinc(nz / n)) ** (2 * p)
-        weight = weight / window
+        weight = weight / sinc_window(n).numpy() ** (2 * SCHEME_ORDER[mas])
     index = index.reshape(-1)
     n_modes = np.bincount(index[index >= 0], weights=multiplicity.reshape(-1)[index >= 0],
                           minlength=nbins)
@@ -79,12 +78,44 @@ def _mode_table(n: int, box_size: float, edges: tuple | None, mas: str | None):
 
 @functools.lru_cache(maxsize=32)
 def _mode_tensors(n, box_size, edges, mas, device: str, dtype: torch.dtype):
+    """_mode_table on the device: (index int32, weight, L^3 / (n^6 n_modes) per bin (0 for an
+    empty bin), k_mean float64, n_modes float64)."""
     index, weight, k_mean, n_modes, _ = _mode_table(n, box_size, edges, mas)
     as_t = functools.partial(torch.as_tensor, device=device)
     scale = box_size**3 / float(n) ** 6
     inv_modes = np.where(n_modes > 0, scale / np.maximum(n_modes, 1), 0.0)
     return (as_t(index, dtype=torch.int32), as_t(weight, dtype=dtype), as_t(inv_modes, dtype=dtype),
-            k_mean, n_modes)
+            as_t(k_mean, dtype=torch.float64), as_t(n_modes, dtype=torch.float64))
+
+
+@torch.compiler.assume_constant_result
+def _modes(n, box_size, edges, mas, device, dtype):
+    """_mode_tensors, which torch.compile calls when tracing and keeps as constants (the cached
+    table is built with NumPy and data-dependent sizes, which do not trace)."""
+    return _mode_tensors(n, box_size, edges, mas, device, dtype)
+
+
+def _bin_edges(bins) -> tuple[float, ...] | None:
+    """Explicit bin edges as a tuple of floats (a cache key), or a ValueError. Lists and tuples
+    are read in plain Python, so that torch.compile can trace the check."""
+    if bins is None:
+        return None
+    message = "bins must be at least two finite, strictly increasing edges (h/Mpc)"
+    if isinstance(bins, (list, tuple)):
+        try:
+            edges = tuple(float(b) for b in bins)
+        except (TypeError, ValueError):
+            raise ValueError(message) from None
+    else:
+        arr = np.asarray(bins.detach().cpu() if isinstance(bins, torch.Tensor) else bins,
+                         dtype=np.float64)
+        if arr.ndim != 1:
+            raise ValueError(message)
+        edges = tuple(arr.tolist())
+    if (len(edges) < 2 or not all(math.isfinite(e) for e in edges)
+            or any(b <= a for a, b in zip(edges, edges[1:]))):
+        raise ValueError(message)
+    return edges
 
 
 def power_spectrum(field, box_size: float, bins=None, mas: str | None = None):
@@ -102,41 +133,43 @@ def power_spectrum(field, box_size: float, bins=None, mas: str | None = None):
         each bin (h/Mpc; the bin centre for an empty bin), P in (Mpc/h)^3 (0 for an empty
         bin), and the number of modes (full complex k-space). ``k_mean`` and ``n_modes`` are
         float64. NumPy in, NumPy out.
+
+    Raises:
+        TypeError: ``field`` is not a float32/float64 tensor or array, or ``box_size`` not a
+            number.
+        ValueError: a bad shape, box size, ``bins`` or ``mas``; default bins with n < 4; a
+            non-finite field (or a spectrum that overflows). Under ``torch.compile`` the
+            finiteness check is left out (it needs the result on the host): a non-finite field
+            then gives a non-finite P.
+
+    Works under ``torch.compile(fullgraph=True)``; the cube side n is then a constant of the
+    graph (another n compiles another graph).
     """
     f, numpy_in = as_tensor(field, "field")
     check_float(f, "field")
-    n = check_cubes(f)
+    n = operator.index(check_cubes(f))  # a plain int, also when torch.compile traces a shape
     box_size = check_box_size(box_size)
     if box_size > 1e30:  # (L^3 / n^6) must stay a finite float64
         raise ValueError(f"box_size {box_size!r} is too large for a power spectrum in (Mpc/h)^3")
-    if mas is not None and mas not in MAS_ORDER:
-        raise ValueError(f"mas must be None or one of {sorted(MAS_ORDER)}, got {mas!r}")
-    edges = None
-    if bins is not None:
-        arr = np.asarray(bins.detach().cpu() if isinstance(bins, torch.Tensor) else bins,
-                         dtype=np.float64)
-        if arr.ndim != 1 or arr.size < 2 or not np.all(np.isfinite(arr)) or np.any(
-                np.diff(arr) <= 0):
-            raise ValueError("bins must be at least two finite, strictly increasing edges "
-                             "(h/Mpc)")
-        edges = tuple(arr.tolist())
+    if mas is not None and mas not in SCHEME_ORDER:
+        raise ValueError(f"mas must be None or one of {sorted(SCHEME_ORDER)}, got {mas!r}")
+    edges = _bin_edges(bins)
     if n == 0:
         raise ValueError("field must have at least one cell per side")
-    index, weight, inv_modes, k_mean, n_modes = _mode_tensors(
+    index, weight, inv_modes, k_mean, n_modes = _modes(
         n, box_size, edges, mas, str(f.device), f.dtype)
     spectrum = torch.fft.rfftn(f, dim=(-3, -2, -1))
     pairs = torch.view_as_real(spectrum.reshape(*f.shape[:-3], -1))
-    pk = _ops.bin_power(pairs, index, weight, len(n_modes)) * inv_modes
+    pk = _ops.bin_power(pairs, index, weight, n_modes.shape[0]) * inv_modes
     # a NaN or inf anywhere in the field spreads to every mode: checking the (..., nbins)
     # result is as good as checking the field, and nearly free
-    if not bool(torch.isfinite(pk).all()):
+    if not torch.compiler.is_compiling() and not bool(torch.isfinite(pk).all()):
         bad = int((~torch.isfinite(f)).sum())
         raise ValueError(f"field contains {bad} non-finite values" if bad else
                          "the power spectrum overflowed: rescale the field")
     if numpy_in:
-        return k_mean.copy(), to_output(pk, True), n_modes.copy()
-    return (torch.as_tensor(k_mean, device=f.device), pk,
-            torch.as_tensor(n_modes, device=f.device))
+        return to_output(k_mean, True).copy(), to_output(pk, True), to_output(n_modes, True).copy()
+    return k_mean.clone(), pk, n_modes.clone()
 
 
 @torch.library.register_fake("lsscore::bin_power")

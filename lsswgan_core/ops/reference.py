@@ -7,9 +7,12 @@ TSC W = 3/4 - d^2 for |d| < 1/2, (3/2 - |d|)^2 / 2 for 1/2 <= |d| < 3/2.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
-_ORDERS = {"ngp": 1, "cic": 2, "tsc": 3}
+from ._util import SCHEME_ORDER
+from .kspace import kgrid, sinc_window
 
 
 def _kernel(d: torch.Tensor, scheme: str) -> torch.Tensor:
@@ -94,14 +97,9 @@ def power_spectrum_reference(field, box_size, edges=None, mas=None):
     n = f.shape[-1]
     spectrum = torch.fft.fftn(f, dim=(-3, -2, -1))
     power = spectrum.real**2 + spectrum.imag**2
-    freq = torch.fft.fftfreq(n, d=1.0 / n).round().long()
-    nx, ny, nz = torch.meshgrid(freq, freq, freq, indexing="ij")
-    n2 = nx**2 + ny**2 + nz**2
+    n2 = kgrid(n, rfft=False).n2
     if mas is not None:
-        p = _ORDERS[mas]
-        nxd, nyd, nzd = nx.double() / n, ny.double() / n, nz.double() / n
-        window = (torch.sinc(nxd) * torch.sinc(nyd) * torch.sinc(nzd)) ** (2 * p)
-        power = power / window
+        power = power / sinc_window(n, rfft=False) ** (2 * SCHEME_ORDER[mas])
     k_fund = 2 * torch.pi / box_size
     k = k_fund * n2.double().sqrt()
     if edges is None:
@@ -146,16 +144,12 @@ def soft_histogram_reference(values, lo, hi, nbins, weights=None):
 def bispectrum_reference(field, box_size, k1, k2, thetas, width=None):
     """Brute-force triangle sum over the full complex FFT: the mean of F(q1) F(q2) F(q3) over
     q1 in S1, q2 in S2, q3 = -(q1 + q2) (mod n) in S3, times L^6 / n^9. Small grids only."""
-    import math
-
     f = field.to(torch.float64)
     n = f.shape[-1]
     k_fund = 2 * math.pi / box_size
     width = k_fund if width is None else width
     spectrum = torch.fft.fftn(f, dim=(-3, -2, -1))
-    freq = torch.fft.fftfreq(n, d=1.0 / n, dtype=torch.float64)
-    kx, ky, kz = torch.meshgrid(freq, freq, freq, indexing="ij")
-    kmag = k_fund * torch.sqrt(kx**2 + ky**2 + kz**2)
+    kmag = k_fund * torch.sqrt(kgrid(n, rfft=False).n2.double())
 
     def members(k):
         return ((kmag >= k - width) & (kmag < k + width) & (kmag > 0))
