@@ -81,6 +81,8 @@ def bispectrum(field, box_size: float, k1: float, k2: float, theta, width: float
     box_size = check_box_size(box_size)
     if box_size > 1e30:  # L^6 / n^9 must stay a finite float64
         raise ValueError(f"box_size {box_size!r} is too large for a bispectrum in (Mpc/h)^6")
+    if not math.isfinite(2 * math.pi * n / box_size):  # |k| up to about k_F n
+        raise ValueError(f"box_size {box_size!r} is too small: the wavenumbers 2 pi n / L overflow")
     k_fund = 2 * math.pi / box_size
     width = k_fund if width is None else float(width)
     thetas = np.atleast_1d(np.asarray(theta, dtype=np.float64))

@@ -15,6 +15,14 @@ inline void check_range(double lo, double hi) {
               "need finite lo < hi, got lo=", lo, " hi=", hi);
 }
 
+// Values are mapped to bins through (v - lo) nbins / (hi - lo): both factors must be finite
+// doubles (too narrow a range would turn values into NaN bin positions).
+inline void check_bin_width(double lo, double hi, int64_t nbins) {
+  TORCH_CHECK(std::isfinite(hi - lo) && std::isfinite(static_cast<double>(nbins) / (hi - lo)),
+              "the range [", lo, ", ", hi, "] cannot be cut into ", nbins,
+              " bins of a finite, non-zero width");
+}
+
 // (..., M) values with optional same-shaped weights. With count_nan, NaN values are an
 // error here (one ATen pass); kernels that count NaN themselves pass false.
 inline void check_values_weights(const at::Tensor& values, const c10::optional<at::Tensor>& weights,
@@ -44,6 +52,7 @@ inline void check_soft_histogram_args(const at::Tensor& values,
   check_values_weights(values, weights, count_nan);
   check_range(lo, hi);
   check_nbins(nbins);
+  check_bin_width(lo, hi, nbins);
 }
 
 // soft_histogram_backward: grad is (..., nbins) for values (..., M). NaN values are allowed

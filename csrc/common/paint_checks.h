@@ -20,6 +20,13 @@ inline void check_grid_size(int64_t n) {
   TORCH_CHECK(n <= (int64_t{1} << 20), "n (cells per side) is too large: ", n);
 }
 
+// Positions are mapped to cells through x n / L: n / L must be a finite double (a box smaller
+// than n * 5.6e-309 would turn every position into NaN and every cell index into garbage).
+inline void check_cell_size(double box_size, int64_t n) {
+  TORCH_CHECK(std::isfinite(static_cast<double>(n) / box_size), "box_size ", box_size,
+              " is too small for ", n, " cells per side (n / box_size overflows)");
+}
+
 inline void check_order(int64_t order) {
   TORCH_CHECK(order >= 1 && order <= 3,
               "scheme order must be 1 (ngp), 2 (cic) or 3 (tsc), got ", order);
@@ -70,6 +77,7 @@ inline void check_paint_args(const at::Tensor& positions, const c10::optional<at
                              int64_t n, double box_size, int64_t order) {
   check_grid_size(n);
   check_particles(positions, weights, box_size, order);
+  check_cell_size(box_size, n);
 }
 
 // paint_into: the particles and the grid it accumulates into.
@@ -78,6 +86,7 @@ inline void check_paint_into_args(const at::Tensor& grid, const at::Tensor& posi
                                   int64_t order) {
   check_particles(positions, weights, box_size, order);
   check_field(grid, positions, "grid");
+  check_cell_size(box_size, grid.size(0));
   TORCH_CHECK(grid.is_contiguous(), "grid (out=) must be contiguous");
 }
 
@@ -87,6 +96,7 @@ inline void check_readout_args(const at::Tensor& field, const at::Tensor& positi
                                int64_t order) {
   check_particles(positions, weights, box_size, order);
   check_field(field, positions, "field");
+  check_cell_size(box_size, field.size(0));
 }
 
 }  // namespace lss

@@ -31,6 +31,16 @@ def soft_histogram(values, lo: float, hi: float, nbins: int, weights=None):
 
     Returns:
         ``(..., nbins)`` histogram. NumPy in, NumPy out.
+
+    Raises:
+        TypeError: ``values`` or ``weights`` is not a float32/float64 tensor or array, or they
+            differ in dtype.
+        ValueError: ``values`` is a scalar; ``lo``, ``hi`` are not finite with ``lo < hi``, or
+            ``[lo, hi]`` cannot be cut into ``nbins`` bins of a finite, non-zero width;
+            ``nbins`` is not an int >= 1; ``weights`` differ from ``values`` in shape or
+            device.
+        RuntimeError: from the kernel's own checks: NaN values; non-finite weights;
+            ``nbins > 2^26``; on CUDA, more than 65535 rows.
     """
     v, numpy_in = as_tensor(values, "values")
     check_float(v, "values")
@@ -41,6 +51,9 @@ def soft_histogram(values, lo: float, hi: float, nbins: int, weights=None):
         raise ValueError(f"need finite lo < hi, got lo={lo}, hi={hi}")
     if isinstance(nbins, bool) or not isinstance(nbins, int) or nbins < 1:
         raise ValueError(f"nbins must be an int >= 1, got {nbins!r}")
+    if not (math.isfinite(hi - lo) and math.isfinite(nbins / (hi - lo))):
+        raise ValueError(f"the range [{lo}, {hi}] cannot be cut into {nbins} bins of a finite, "
+                         "non-zero width")
     w = None
     if weights is not None:
         w, _ = as_tensor(weights, "weights")

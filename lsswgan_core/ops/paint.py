@@ -78,6 +78,16 @@ def paint(positions, n: int, box_size: float, weights=None, scheme: str = "ngp",
     Returns:
         The grid (``out`` if given): the sum of the weights assigned to each cell, so the
         total equals the total weight. NumPy in, NumPy out.
+
+    Raises:
+        TypeError: ``positions``, ``weights`` or ``out`` is not a float32/float64 tensor or
+            array; ``weights`` has another dtype than ``positions``; ``n`` is not an int;
+            ``box_size`` is not a number.
+        ValueError: a bad shape (``positions``, ``weights``, ``out``); ``n < 1``; a box size
+            that is not positive and finite; an unknown scheme; arguments on different
+            devices; ``out`` not contiguous.
+        RuntimeError: from the kernel's own checks: non-finite positions or weights;
+            ``n > 2^20``; a box too small for ``n`` cells (``n / box_size`` overflows).
     """
     order = _scheme_order(scheme)
     n = _check_n(n)
@@ -125,6 +135,15 @@ def readout(field, positions, box_size: float, scheme: str = "ngp"):
 
     Returns:
         ``(N,)`` interpolated values. NumPy in, NumPy out.
+
+    Raises:
+        TypeError: ``field`` or ``positions`` is not a float32/float64 tensor or array, or
+            they differ in dtype; ``box_size`` is not a number.
+        ValueError: ``field`` is not a non-empty cube ``(n, n, n)``; ``positions`` is not
+            ``(N, 3)``; a box size that is not positive and finite; an unknown scheme;
+            arguments on different devices.
+        RuntimeError: from the kernel's own checks: non-finite positions; a box too small for
+            ``n`` cells.
     """
     order = _scheme_order(scheme)
     box_size = check_box_size(box_size)

@@ -27,6 +27,12 @@ def find_peaks(field, radius: int = 2, boundary: str = "periodic"):
     Returns:
         bool mask of the field's shape. NumPy in, NumPy out. Not differentiable; to put
         gradients on peak values, index the field with the mask.
+
+    Raises:
+        TypeError: ``field`` is not a float32/float64 tensor or array.
+        ValueError: ``field`` is not ``(..., n, n, n)``; ``radius`` is not an int from 1 to 5;
+            an unknown boundary; a periodic cube smaller than the neighbourhood
+            (``n < 2 radius + 1``).
     """
     f, numpy_in = as_tensor(field, "field")
     check_float(f, "field")

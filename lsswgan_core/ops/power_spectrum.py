@@ -135,12 +135,14 @@ def power_spectrum(field, box_size: float, bins=None, mas: str | None = None):
         float64. NumPy in, NumPy out.
 
     Raises:
-        TypeError: ``field`` is not a float32/float64 tensor or array, or ``box_size`` not a
-            number.
-        ValueError: a bad shape, box size, ``bins`` or ``mas``; default bins with n < 4; a
-            non-finite field (or a spectrum that overflows). Under ``torch.compile`` the
-            finiteness check is left out (it needs the result on the host): a non-finite field
+        TypeError: ``field`` is not a float32/float64 tensor or array, or ``box_size`` is not
+            a number.
+        ValueError: a bad shape; a box size that is not positive and finite, or so small or
+            large that k or P overflow; bad ``bins`` or ``mas``; default bins with n < 4; a
+            non-finite field, or a spectrum that overflows its dtype. Under ``torch.compile``
+            the last check is left out (it needs the result on the host): a non-finite field
             then gives a non-finite P.
+        RuntimeError: on CUDA, a batch of more than 65535 cubes.
 
     Works under ``torch.compile(fullgraph=True)``; the cube side n is then a constant of the
     graph (another n compiles another graph).
@@ -156,6 +158,8 @@ def power_spectrum(field, box_size: float, bins=None, mas: str | None = None):
     edges = _bin_edges(bins)
     if n == 0:
         raise ValueError("field must have at least one cell per side")
+    if not math.isfinite(2 * math.pi * n / box_size):  # |k| up to about k_F n
+        raise ValueError(f"box_size {box_size!r} is too small: the wavenumbers 2 pi n / L overflow")
     index, weight, inv_modes, k_mean, n_modes = _modes(
         n, box_size, edges, mas, str(f.device), f.dtype)
     spectrum = torch.fft.rfftn(f, dim=(-3, -2, -1))
