@@ -95,6 +95,8 @@ def bispectrum(field, box_size: float, k1: float, k2: float, theta, width: float
         raise ValueError(f"mas must be None, 'ngp', 'cic' or 'tsc', got {mas!r}")
     if not bool(torch.isfinite(f).all()):
         raise ValueError("field contains non-finite values")
+    if f.numel() == 0:  # no cubes, or cubes of no cells (no triangles): the FFT would refuse
+        return to_output(f.new_full((*f.shape[:-3], len(thetas)), float("nan")), numpy_in)
     spectrum = torch.fft.rfftn(f, dim=(-3, -2, -1))
     if mas is not None:
         window = sinc_window(n) ** SCHEME_ORDER[mas]  # the amplitude's window

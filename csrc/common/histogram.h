@@ -58,7 +58,8 @@ LSS_HD inline void soft_bin_backward(double value, const scalar_t* weights, int6
                                      scalar_t* grad_value, scalar_t* grad_weight) {
   SoftBin b;
   if (!soft_bin(value, h, &b)) return;
-  const double g0 = static_cast<double>(grad_row[b.j0]), g1 = static_cast<double>(grad_row[b.j1]);
+  const double g0 = static_cast<double>(grad_row[b.j0]);
+  const double g1 = static_cast<double>(grad_row[b.j1]);
   const double weight = weight_or_one(weights, i);
   *grad_value = static_cast<scalar_t>(weight * b.slope * (g1 - g0));
   *grad_weight = static_cast<scalar_t>(b.w0 * g0 + b.w1 * g1);

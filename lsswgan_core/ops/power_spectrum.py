@@ -162,9 +162,13 @@ def power_spectrum(field, box_size: float, bins=None, mas: str | None = None):
         raise ValueError(f"box_size {box_size!r} is too small: the wavenumbers 2 pi n / L overflow")
     index, weight, inv_modes, k_mean, n_modes = _modes(
         n, box_size, edges, mas, str(f.device), f.dtype)
-    spectrum = torch.fft.rfftn(f, dim=(-3, -2, -1))
-    pairs = torch.view_as_real(spectrum.reshape(*f.shape[:-3], -1))
-    pk = _ops.bin_power(pairs, index, weight, n_modes.shape[0]) * inv_modes
+    nbins = n_modes.shape[0]
+    if f.numel() == 0:  # an empty batch, which the FFT libraries refuse
+        pk = f.sum(dim=(-3, -2, -1)).unsqueeze(-1).expand(*f.shape[:-3], nbins).clone()
+    else:
+        spectrum = torch.fft.rfftn(f, dim=(-3, -2, -1))
+        pairs = torch.view_as_real(spectrum.reshape(*f.shape[:-3], -1))
+        pk = _ops.bin_power(pairs, index, weight, nbins) * inv_modes
     # a NaN or inf anywhere in the field spreads to every mode: checking the (..., nbins)
     # result is as good as checking the field, and nearly free
     if not torch.compiler.is_compiling() and not bool(torch.isfinite(pk).all()):
