@@ -1,11 +1,14 @@
 """soft_histogram: against the float64 reference, np.histogram on bin centres, conservation
-of the in-range weight, gradients, batching, bad input; a hypothesis fuzz over the statistics
-ops."""
+of the in-range weight, gradients, batching, bad input, torch.compile; a hypothesis fuzz over
+the statistics ops."""
+import math
+
 import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from lsswgan_core import ops
 from lsswgan_core.ops.reference import soft_histogram_reference
@@ -82,6 +85,8 @@ def test_gradient_matches_reference_autograd(rng):
     (lambda: ops.soft_histogram(torch.rand(10), 1.0, 1.0, 4), ValueError, "lo < hi"),
     (lambda: ops.soft_histogram(torch.rand(10), 2.0, 1.0, 4), ValueError, "lo < hi"),
     (lambda: ops.soft_histogram(torch.rand(10), 0.0, float("nan"), 4), ValueError, "lo < hi"),
+    (lambda: ops.soft_histogram(torch.rand(10), 0.0, 5e-324, 4), ValueError, "cannot be cut"),
+    (lambda: ops.soft_histogram(torch.rand(10), -1e308, 1e308, 4), ValueError, "cannot be cut"),
     (lambda: ops.soft_histogram(torch.rand(10), 0.0, 1.0, 0), ValueError, "nbins"),
     (lambda: ops.soft_histogram(torch.rand(10), 0.0, 1.0, 2.5), ValueError, "nbins"),
     (lambda: ops.soft_histogram(torch.tensor(1.0), 0.0, 1.0, 2), ValueError, "scalar"),
@@ -96,42 +101,100 @@ def test_bad_input(call, exc, match):
         call()
 
 
-clean = (RuntimeError, ValueError, TypeError)
+def test_raw_ops_validate_too():
+    """The registered ops check their arguments themselves (callers may bypass Python)."""
+    lss = torch.ops.lsscore
+    with pytest.raises(RuntimeError, match="lo < hi"):
+        lss.soft_histogram(torch.rand(10), None, 1.0, 0.0, 4)
+    with pytest.raises(RuntimeError, match="cannot be cut"):  # NaN bin positions otherwise
+        lss.soft_histogram(torch.zeros(10), None, 0.0, 5e-324, 3)
+    with pytest.raises(RuntimeError, match="grad must have shape"):
+        lss.soft_histogram_backward(torch.rand(2, 5), torch.rand(2, 10), None, 0.0, 1.0, 4)
+
+
+# the exceptions the three ops document; any other, or one for an input the checks below call
+# valid, fails the fuzz test
+documented = (RuntimeError, ValueError, TypeError)
 anyfloat = st.one_of(st.floats(-1e6, 1e6), st.sampled_from(
     [float("nan"), float("inf"), -float("inf"), 0.0, 1e300]))
+# any shape, or a batch of cubes (the only shapes find_peaks and power_spectrum accept)
+shapes = st.one_of(
+    st.lists(st.integers(0, 9), min_size=0, max_size=4).map(tuple),
+    st.builds(lambda batch, n: (*batch, n, n, n), st.lists(st.integers(0, 2), max_size=1),
+              st.integers(0, 9)))
+
+
+def _cubic(shape):
+    return len(shape) >= 3 and shape[-1] == shape[-2] == shape[-3]
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered")
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(shape=st.lists(st.integers(0, 9), min_size=0, max_size=4),
-       lo=anyfloat, hi=anyfloat, nbins=st.integers(-2, 20), radius=st.integers(-1, 4),
-       boundary=st.sampled_from(["periodic", "open", "x"]), box=anyfloat,
-       dtype=st.sampled_from([np.float32, np.float64]), data=st.data())
-def test_fuzz_statistics_ops(shape, lo, hi, nbins, radius, boundary, box, dtype, data):
-    """Random shapes and values into soft_histogram, find_peaks and power_spectrum: each call
-    returns a well-formed result or raises a clean Python exception."""
-    size = int(np.prod(shape)) if shape else 1
-    values = np.array(data.draw(st.lists(anyfloat, min_size=size, max_size=size)),
-                      dtype=np.float64).astype(dtype).reshape(shape)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shape=shapes, lo=st.one_of(st.floats(-10, 0), anyfloat),
+       hi=st.one_of(st.floats(0.5, 10), anyfloat), nbins=st.integers(-2, 20),
+       radius=st.integers(-1, 4), boundary=st.sampled_from(["periodic", "open", "x"]),
+       box=st.one_of(st.floats(1e-3, 1e4), anyfloat, st.sampled_from([5e-324, 1e-310])),
+       finite=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]), data=st.data())
+def test_fuzz_statistics_ops(shape, lo, hi, nbins, radius, boundary, box, finite, dtype, data):
+    """Random shapes and values into soft_histogram, find_peaks and power_spectrum: a valid
+    input gives a well-formed result, any other raises one of the documented exceptions."""
+    elements = st.floats(-1e6, 1e6) if finite else anyfloat
+    values = data.draw(hnp.arrays(np.float64, shape, elements=elements)).astype(dtype)
+    n = shape[-1] if shape else 0
+
+    valid = (values.ndim >= 1 and math.isfinite(lo) and math.isfinite(hi) and lo < hi
+             and nbins >= 1 and math.isfinite(hi - lo) and math.isfinite(nbins / (hi - lo))
+             and not np.isnan(values).any())
     try:
         hist = ops.soft_histogram(values, lo, hi, nbins)
+    except documented:
+        assert not valid
+    else:
+        assert valid
         assert hist.shape == (*values.shape[:-1], nbins)
         assert np.all(np.isfinite(hist)) and np.all(hist >= 0)
         assert np.all(hist.sum(-1) <= values.shape[-1] + 1e-3)
-    except clean:
-        pass
+
+    valid = (_cubic(shape) and 1 <= radius <= 5 and boundary in ("periodic", "open")
+             and (boundary == "open" or n >= 2 * radius + 1))
     try:
         mask = ops.find_peaks(values, radius=radius, boundary=boundary)
+    except documented:
+        assert not valid
+    else:
+        assert valid
         assert mask.shape == values.shape and mask.dtype == bool
         assert not np.any(mask & np.isnan(values))
-    except clean:
-        pass
+
+    # |values| <= 1e6 keeps |F|^2 and P finite; 1e300 overflows them (a documented error)
+    valid = (_cubic(shape) and n >= 4 and math.isfinite(box) and 0 < box <= 1e30
+             and math.isfinite(2 * math.pi * n / box) and np.all(np.abs(values) <= 1e6))
     try:
         k, pk, modes = ops.power_spectrum(values, box)
+    except documented:
+        assert not valid
+    else:
+        assert valid
         assert pk.shape == (*values.shape[:-3], len(k)) and np.all(pk >= 0)
-        assert np.all(np.isfinite(k)) and np.all(modes >= 0)
-    except clean:
-        pass
+        assert np.all(np.isfinite(pk)) and np.all(np.isfinite(k)) and np.all(modes >= 0)
+
+
+def test_torch_compile_fullgraph(rng, device):
+    """soft_histogram traces whole under torch.compile and gives the eager result and
+    gradients."""
+    def hist(v, w):
+        return ops.soft_histogram(v, -1.0, 2.0, 9, weights=w)
+
+    compiled = torch.compile(hist, fullgraph=True)
+    v = torch.tensor(rng.uniform(-1.5, 2.5, (3, 400)), device=device, requires_grad=True)
+    w = torch.tensor(rng.uniform(0, 2, (3, 400)), device=device, requires_grad=True)
+    probe = torch.tensor(rng.normal(size=9), device=device)
+    out, ref = compiled(v, w), hist(v, w)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    grads = torch.autograd.grad((out * probe).sum(), (v, w))
+    grads_ref = torch.autograd.grad((ref * probe).sum(), (v, w))
+    for g, g_ref in zip(grads, grads_ref):
+        torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-12)
 
 
 @requires_cuda

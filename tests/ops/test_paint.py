@@ -1,5 +1,7 @@
 """paint / readout: against numpy.histogramdd and the float64 reference, gradients, opcheck,
-the adjoint identity, physics (shot noise) and bad input."""
+the adjoint identity, torch.compile, physics (shot noise) and bad input."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -307,6 +309,13 @@ def test_raw_ops_validate_too():
         lss.readout_gradient(torch.rand(4, 4, 4), torch.rand(4, 3), torch.rand(5), 1.0, 2)
     with pytest.raises(RuntimeError, match="contiguous"):
         lss.paint_into(torch.zeros(4, 4, 8)[:, :, ::2], torch.rand(4, 3), None, 1.0, 2)
+    # n / box_size overflowing would turn positions into NaN and cell indices into garbage
+    with pytest.raises(RuntimeError, match="too small for 6 cells"):
+        lss.paint(torch.zeros(20_000, 3, dtype=torch.float64), None, 6, 1e-310, 2)
+    with pytest.raises(RuntimeError, match="too small for 5 cells"):
+        lss.readout(torch.zeros(5, 5, 5), torch.zeros(2, 3), 1e-310, 2)
+    with pytest.raises(RuntimeError, match="too small for 4 cells"):
+        lss.paint_into(torch.zeros(4, 4, 4), torch.zeros(2, 3), None, 5e-324, 3)
 
 
 finite = st.floats(min_value=-1e12, max_value=1e12, allow_nan=False, allow_infinity=False)
@@ -321,28 +330,31 @@ anyfloat = st.one_of(finite, st.sampled_from([float("nan"), float("inf"), -float
     ncols=st.sampled_from([3, 3, 3, 2, 4]),
     n=st.one_of(st.integers(-2, 12), st.sampled_from([1, 2, 3])),
     box_size=st.one_of(st.floats(1e-3, 1e3), st.sampled_from([0.0, -1.0, float("nan"),
-                                                              float("inf")])),
+                                                              float("inf"), 5e-324, 1e-310])),
     scheme=st.sampled_from(["ngp", "cic", "tsc", "bogus"]),
     dtype=st.sampled_from([np.float32, np.float64]),
     with_weights=st.booleans(),
+    finite_only=st.booleans(),
     data=st.data(),
 )
-def test_fuzz_paint_and_readout(num, ncols, n, box_size, scheme, dtype, with_weights, data):
-    """Random shapes and values: each call returns a correct result or raises a clean
-    Python exception (never a crash or an out-of-bounds write)."""
-    values = data.draw(st.lists(anyfloat, min_size=num * ncols, max_size=num * ncols))
+def test_fuzz_paint_and_readout(num, ncols, n, box_size, scheme, dtype, with_weights, finite_only,
+                                data):
+    """Random shapes and values: a valid call returns the reference's result, any other
+    raises one of the exceptions paint documents (never a crash or an out-of-bounds write)."""
+    elements = finite if finite_only else anyfloat
+    values = data.draw(st.lists(elements, min_size=num * ncols, max_size=num * ncols))
     pos = np.array(values, dtype=np.float64).reshape(num, ncols).astype(dtype)
     weights = None
     if with_weights:
-        weights = np.array(data.draw(st.lists(anyfloat, min_size=num, max_size=num)),
+        weights = np.array(data.draw(st.lists(elements, min_size=num, max_size=num)),
                            dtype=np.float64).astype(dtype)
-    clean = (RuntimeError, ValueError, TypeError)
+    documented = (RuntimeError, ValueError, TypeError)
     try:
         grid = ops.paint(pos, n, box_size, weights=weights, scheme=scheme)
-    except clean:
+    except documented:
         grid = None
     valid = (ncols == 3 and n >= 1 and np.isfinite(box_size) and box_size > 0
-             and scheme != "bogus" and np.isfinite(pos).all()
+             and math.isfinite(n / box_size) and scheme != "bogus" and np.isfinite(pos).all()
              and (weights is None or np.isfinite(weights).all()))
     assert (grid is not None) == valid
     if grid is not None:
@@ -356,11 +368,46 @@ def test_fuzz_paint_and_readout(num, ncols, n, box_size, scheme, dtype, with_wei
             np.testing.assert_allclose(grid, ref, rtol=tol, atol=tol * scale)
             np.testing.assert_allclose(grid.sum(dtype=np.float64), expected, rtol=tol,
                                        atol=tol * scale)
-        try:
-            values = ops.readout(grid, pos, box_size, scheme=scheme)
-        except clean:
-            return
-        assert values.shape == (num,)
+        # the same particles on the grid they made: always a valid readout
+        values = ops.readout(grid, pos, box_size, scheme=scheme)
+        assert values.shape == (num,) and values.dtype == pos.dtype
+        if np.isfinite(grid).all() and np.abs(grid).max(initial=0) < 1e30:
+            ref = readout_reference(torch.from_numpy(grid.astype(np.float64)),
+                                    torch.from_numpy(pos.astype(np.float64)), box_size,
+                                    scheme).numpy()
+            tol = 1e-9 if dtype == np.float64 else 1e-4
+            np.testing.assert_allclose(values, ref, rtol=tol,
+                                       atol=tol * (1 + np.abs(grid).max(initial=0)))
+
+
+# ---- torch.compile -------------------------------------------------------------------------
+
+def test_torch_compile_fullgraph(rng, device):
+    """paint and readout trace whole under torch.compile(fullgraph=True) and give the eager
+    results and gradients; out= accumulates in place there too."""
+    def paint_and_readout(pos, w, field):
+        grid = ops.paint(pos, 8, 10.0, weights=w, scheme="cic")
+        return grid, ops.readout(field, pos, 10.0, scheme="tsc")
+
+    compiled = torch.compile(paint_and_readout, fullgraph=True)
+    pos = torch.tensor(rng.uniform(-5, 15, (300, 3)), device=device, requires_grad=True)
+    w = torch.tensor(rng.uniform(0.5, 1.5, 300), device=device, requires_grad=True)
+    field = torch.tensor(rng.normal(size=(8, 8, 8)), device=device, requires_grad=True)
+    probe = torch.tensor(rng.normal(size=(8, 8, 8)), device=device)
+    out, ref = compiled(pos, w, field), paint_and_readout(pos, w, field)
+    for a, b in zip(out, ref):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    grads = torch.autograd.grad((out[0] * probe).sum() + out[1].sum(), (pos, w, field))
+    grads_ref = torch.autograd.grad((ref[0] * probe).sum() + ref[1].sum(), (pos, w, field))
+    for g, g_ref in zip(grads, grads_ref):
+        torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-12)
+
+    def accumulate(pos, out):
+        return ops.paint(pos, 8, 10.0, scheme="ngp", out=out)
+
+    grid = torch.zeros(8, 8, 8, dtype=torch.float64, device=device)
+    torch.compile(accumulate, fullgraph=True)(pos.detach(), grid)
+    torch.testing.assert_close(grid, ops.paint(pos.detach(), 8, 10.0, scheme="ngp"))
 
 
 # ---- CUDA ----------------------------------------------------------------------------------
