@@ -15,7 +15,6 @@ from ..conftest import requires_cuda
 
 SCHEMES = ["ngp", "cic", "tsc"]
 DTYPES = [torch.float32, torch.float64]
-ORDER = {"ngp": 1, "cic": 2, "tsc": 3}
 
 
 def away_from_edges(rng, num, n, box_size, margin=0.02):
