@@ -28,6 +28,10 @@ def _require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _choice(key: str, value: str, allowed: tuple) -> None:
+    _require(value in allowed, f"{key} must be one of {', '.join(allowed)}, got {value!r}")
+
+
 @dataclass
 class DataConfig:
     """Snapshots -> dataset (SPEC section 5)."""
@@ -84,20 +88,38 @@ class ModelConfig:
     # start the generator's last bias at logit(mean of the training cubes), so that its first
     # outputs have the data's mean instead of sigmoid(0) = 0.5 (not in the paper; off there)
     init_output_bias: bool = False
+    # beyond the paper (see lsswgan_core.models): 'transposed' (the paper), 'nearest' or
+    # 'trilinear' x2 interpolation + a 3^3 convolution
+    upsample: str = "transposed"
+    padding: str = "zeros"        # of the generator's 3^3 convolutions: zeros, replicate, reflect
+    minibatch_std: bool = False   # the critic sees each group's spread (a batch-level signal)
+    # BatchNorm when sampling: 'standing' statistics (re-estimated over `standing_batches`
+    # full batches of fresh latents, then eval mode: a cube does not depend on the others of
+    # its batch) or 'batch' statistics (as during training)
+    sample_bn: str = "standing"
+    standing_batches: int = 32
 
     def validate(self) -> None:
         _require(self.width > 0 and math.isfinite(self.width),
                  f"model.width must be a positive number, got {self.width}")
         _require(self.latent_dim >= 1, f"model.latent_dim must be >= 1, got {self.latent_dim}")
+        _choice("model.upsample", self.upsample, ("transposed", "nearest", "trilinear"))
+        _choice("model.padding", self.padding, ("zeros", "replicate", "reflect"))
+        _choice("model.sample_bn", self.sample_bn, ("standing", "batch"))
+        _require(self.standing_batches >= 1, "model.standing_batches must be >= 1")
 
 
 @dataclass
 class OptimConfig:
     lr: float = 1e-4
     betas: tuple = (0.0, 0.9)
+    lr_critic: float = 0.0        # > 0: the critic's own learning rate (else lr)
+    lr_generator: float = 0.0     # > 0: the generator's own learning rate (else lr)
 
     def validate(self) -> None:
         _require(self.lr > 0 and math.isfinite(self.lr), f"optim.lr must be positive, got {self.lr}")
+        _require(self.lr_critic >= 0 and self.lr_generator >= 0,
+                 "optim.lr_critic and optim.lr_generator must be >= 0 (0: use optim.lr)")
         _require(all(0 <= b < 1 for b in self.betas), f"optim.betas must lie in [0, 1), got {self.betas}")
 
 
@@ -114,8 +136,16 @@ class TrainConfig:
     log_every: int = 10
     tf32: bool = True
     bf16: bool = False
+    # beyond the paper: an exponential moving average of the generator's weights (this decay
+    # per generator step; 0: off), which sampling then uses
+    ema_decay: float = 0.0
+    # > 0: stop at the end of the first epoch that ends past this many seconds of training
+    # (for equal-budget comparisons; the run can be resumed)
+    time_limit: float = 0.0
 
     def validate(self) -> None:
+        _require(0 <= self.ema_decay < 1, f"train.ema_decay must lie in [0, 1), got {self.ema_decay}")
+        _require(self.time_limit >= 0, "train.time_limit must be >= 0")
         for key in ("epochs", "batch_size", "n_critic", "log_every"):
             _require(getattr(self, key) >= 1, f"train.{key} must be >= 1, got {getattr(self, key)}")
         _require(self.gp_lambda >= 0 and self.lambda_summ >= 0,
@@ -137,9 +167,17 @@ class SummaryConfig:
     peak_bins: int = 30
     peak_radius: int = 2
     value_range: tuple = (0.0, 1.0)
-    normalise: bool = True       # each statistic in units of the real batch's bin-averaged mean
+    normalise: bool = True       # each statistic divided by a unit, its mean over samples and bins
+    # the unit: of each real 'batch' (re-estimated every step), or of the 'train' split (fixed
+    # once when the run starts, stored in the checkpoint)
+    units: str = "batch"
+    # P(k) bins: up to the Nyquist frequency (the default bins) or up to the cube's corner,
+    # sqrt(3) k_Nyq (every rfft mode, the period-2 checkerboard included)
+    pk_bins: str = "nyquist"
 
     def validate(self) -> None:
+        _choice("summary.units", self.units, ("batch", "train"))
+        _choice("summary.pk_bins", self.pk_bins, ("nyquist", "corner"))
         _require(self.mass_bins >= 1 and self.peak_bins >= 1, "summary bins must be >= 1")
         _require(self.peak_radius >= 1, "summary.peak_radius must be >= 1")
         _require(self.value_range[1] > self.value_range[0], "summary.value_range must be [lo, hi], lo < hi")

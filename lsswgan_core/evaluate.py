@@ -3,16 +3,22 @@ cubes, compared bin by bin, and the paper's figures.
 
 All summaries are in physical units: x = rho/rhobar through the dataset's exact inverse
 transform, k in h/Mpc with the stored cube size as the box.
-    power spectrum   P(k) of delta = x / mean(x) - 1 per cube, (Mpc/h)^3, the default bins
+    power spectrum   P(k) of delta = x - 1 (rhobar the simulation's mean, not the cube's: a
+                     brightness bias shows), (Mpc/h)^3, bins [i k_F, (i+1) k_F) up to the
+                     cube's corner sqrt(3) k_Nyq (every mode, the period-2 ones included)
     mass histogram   fraction of voxels per bin of log10 x (empty voxels, x = 0, fall out)
     peak histogram   peaks (strict maxima over 5^3, open boundary) per cube per bin of log10 x
     bispectrum       B(k1, k2, theta) of delta for a few (k1, k2) pairs, (Mpc/h)^6
-For each: mean and standard deviation over the cubes, the compatibility per bin
+For each: mean and standard deviation over the cubes, the ratio of the means, the diversity
+sigma_gen / sigma_real per bin (a collapsed generator shows as << 1), the compatibility per bin
 |mu_f - mu_r| / sqrt(sigma_f^2 + sigma_r^2) (the paper's metric: below ~1 the generated
 cubes are statistically compatible with the real ones in that bin) and the Frechet distance
 between the per-cube summary vectors (log10 P for the spectrum). `compatibility_mean` is the
 mean over the bins where the compatibility is finite (a bin where both sets have no spread
 but different means has an infinite one and is left out of the mean, not of the plot data).
+
+For P(k) also (`power_spectrum_checks`): k_Nyq, the range of P_gen / P_real below it, and the
+checkerboard indicator (generated over real power in the shells |n| >= n/2).
 
 Figures (PNG): fig4_losses, fig5_duality_gap (from the run's metrics.jsonl), fig6_slices,
 fig7_summaries, fig8_compatibility. What cannot be made (no checkpoint, no such split, no
@@ -33,7 +39,8 @@ from .data.dataset import Dataset, DatasetError
 from .ops import find_peaks, power_spectrum
 from .run import RunDir, RunError, config_of_checkpoint, load_checkpoint, read_metrics
 from .sample import generate
-from .stats import bispectrum, compatibility, frechet_distance, overdensity
+from .losses import corner_bins
+from .stats import bispectrum, compatibility, frechet_distance
 
 
 def _hard_histogram(values: torch.Tensor, edges: np.ndarray) -> np.ndarray:
@@ -47,11 +54,12 @@ def _hard_histogram(values: torch.Tensor, edges: np.ndarray) -> np.ndarray:
 
 def summaries(x: np.ndarray, cube_size: float, edges: np.ndarray, pairs, peak_radius: int = 2,
               n_theta: int = 9) -> dict:
-    """Per-cube summaries of physical cubes x (b, n, n, n) = rho/rhobar."""
+    """Per-cube summaries of physical cubes x (b, n, n, n) = rho/rhobar, rhobar the mean of
+    the simulation the cube was cut from (so delta = x - 1 keeps a cube's brightness)."""
     t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
     n = t.shape[-1]
-    delta = overdensity(t)
-    k, pk, n_modes = power_spectrum(delta, cube_size)
+    delta = t - 1.0
+    k, pk, n_modes = power_spectrum(delta, cube_size, bins=corner_bins(n, cube_size))
     log_x = torch.log10(t.clamp(min=0)).flatten(1)                       # x = 0 -> -inf, dropped
     mass = _hard_histogram(log_x, edges) / n**3
     peaks = find_peaks(t, radius=peak_radius, boundary="open").flatten(1)
@@ -64,20 +72,48 @@ def summaries(x: np.ndarray, cube_size: float, edges: np.ndarray, pairs, peak_ra
 
 
 def _stats_block(real: np.ndarray, fake: np.ndarray, log: bool = False) -> dict:
+    """Mean and spread of both sets per bin, the compatibility, the ratio of the means, the
+    diversity sigma_fake / sigma_real (collapse shows as << 1) and the Frechet distance."""
     finite = np.isfinite(real).all(0) & np.isfinite(fake).all(0)
     r, f = real[:, finite], fake[:, finite]
     comp = np.full(real.shape[1:], np.nan)
     comp[finite] = compatibility(r, f)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mu_r, mu_f = real.mean(0), fake.mean(0)
+        sd_r, sd_f = real.std(0, ddof=1), fake.std(0, ddof=1)
+        ratio = np.where(mu_r != 0, mu_f / mu_r, np.nan)
+        diversity = np.where(sd_r > 0, sd_f / sd_r, np.nan)
     if log:
         r, f = np.log10(np.clip(r, 1e-30, None)), np.log10(np.clip(f, 1e-30, None))
     fd = float(frechet_distance(r.reshape(len(r), -1), f.reshape(len(f), -1))) if r.size else math.nan
-    with np.errstate(invalid="ignore"):
-        return {"real_mean": real.mean(0), "real_std": real.std(0, ddof=1),
-                "fake_mean": fake.mean(0), "fake_std": fake.std(0, ddof=1),
-                "compatibility": comp,
-                "compatibility_mean": float(np.nanmean(comp[np.isfinite(comp)]))
-                if np.isfinite(comp).any() else math.nan,
-                "frechet_distance": fd}
+    ok_div = diversity[np.isfinite(diversity)]
+    return {"real_mean": mu_r, "real_std": sd_r, "fake_mean": mu_f, "fake_std": sd_f,
+            "compatibility": comp,
+            "compatibility_mean": float(np.nanmean(comp[np.isfinite(comp)]))
+            if np.isfinite(comp).any() else math.nan,
+            "ratio": ratio, "diversity": diversity,
+            "diversity_median": float(np.median(ok_div)) if ok_div.size else math.nan,
+            "frechet_distance": fd}
+
+
+def spectrum_checks(k: np.ndarray, n_modes: np.ndarray, block: dict, n: int,
+                    cube_size: float) -> dict:
+    """The P(k) figures of merit: the largest |P_gen / P_real - 1| over the bins below k_Nyq,
+    and the checkerboard indicator, the generated over the real power summed over the modes
+    with |n| >= n/2 (the shells past the Nyquist frequency, where a period-2 lattice lives)."""
+    k_f = 2 * math.pi / cube_size
+    k_nyq = k_f * n / 2
+    ratio = np.asarray(block["ratio"], float)
+    below = (k < k_nyq) & np.isfinite(ratio)
+    beyond = np.arange(len(k)) + 1 >= n / 2            # bin i covers |n| in [i, i + 1)
+    power = lambda key: float((np.asarray(block[key], float)[beyond] * n_modes[beyond]).sum())  # noqa: E731
+    real = power("real_mean")
+    return {"k_nyquist": k_nyq,
+            "ratio_min_below_nyquist": float(ratio[below].min()) if below.any() else math.nan,
+            "ratio_max_below_nyquist": float(ratio[below].max()) if below.any() else math.nan,
+            "ratio_max_deviation_below_nyquist":
+                float(np.abs(ratio[below] - 1).max()) if below.any() else math.nan,
+            "checkerboard": power("fake_mean") / real if real > 0 else math.nan}
 
 
 def _jsonable(obj):
@@ -187,9 +223,12 @@ def _compare(real, fake, attrs, ecfg: EvaluateConfig, metrics, problems, out) ->
     metrics["summaries"] = {
         name: _stats_block(s_real[name], s_fake[name], log=(name == "power_spectrum"))
         for name in ("power_spectrum", "mass_histogram", "peak_histogram", "bispectrum")}
+    metrics["power_spectrum_checks"] = spectrum_checks(
+        s_real["k"], s_real["n_modes"], metrics["summaries"]["power_spectrum"], real.shape[-1],
+        cube_size)
     from . import figures as fig  # noqa: PLC0415
 
-    return [fig.slices(real, fake, out / "fig6_slices.png"),
+    return [fig.slices(real, fake, out / "fig6_slices.png", count=6),
             fig.summaries(metrics, out / "fig7_summaries.png"),
             fig.compatibility(metrics, out / "fig8_compatibility.png")]
 

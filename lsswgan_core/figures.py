@@ -81,8 +81,8 @@ def duality_gap(records: list[dict], path) -> Path | None:
 
 
 def slices(real: np.ndarray, fake: np.ndarray, path, count: int = 4) -> Path:
-    """Fig. 6: the middle slice of real and generated cubes, log10(1 + rho/rhobar), on one
-    colour scale."""
+    """Fig. 6: the middle slice of `count` real and `count` generated cubes (different cubes
+    side by side show the diversity), log10(1 + rho/rhobar), on one colour scale."""
     plt = _plt()
     count = min(count, len(real), len(fake))
     mid = real.shape[-1] // 2
@@ -129,6 +129,15 @@ def _ratio(ax, x, block):
     ax.set_ylabel("gen / real")
 
 
+def _mark_nyquist(axes, metrics: dict) -> None:
+    k_nyq = metrics.get("power_spectrum_checks", {}).get("k_nyquist")
+    if k_nyq:
+        for ax in axes:
+            ax.axvline(k_nyq, color="0.4", lw=0.8, ls=":")
+        axes[0].text(k_nyq, 0.97, r" $k_{\rm Nyq}$", transform=axes[0].get_xaxis_transform(),
+                     va="top", fontsize=8, color="0.3")
+
+
 def summaries(metrics: dict, path) -> Path:
     """Fig. 7: the summaries with 1-sigma bands (real and generated) and a ratio panel."""
     plt = _plt()
@@ -150,6 +159,7 @@ def summaries(metrics: dict, path) -> Path:
         _band(ax, x, s[name], log=log)
         if name == "power_spectrum":
             _log_x(ax)
+            _mark_nyquist((ax, axes[1, j]), metrics)
         if log:
             ax.set_yscale("log")
             means = np.concatenate([np.asarray(s[name][f"{w}_mean"], float) for w in ("real", "fake")])
@@ -177,34 +187,42 @@ def summaries(metrics: dict, path) -> Path:
 
 
 def compatibility(metrics: dict, path) -> Path:
-    """Fig. 8: the compatibility per bin of every summary (below 1: compatible)."""
+    """Fig. 8: per bin of every summary, the compatibility (top; below 1: compatible) and the
+    diversity sigma_gen / sigma_real (bottom; a collapsed generator is << 1)."""
     plt = _plt()
     s = metrics["summaries"]
     pairs = metrics["bispectrum_pairs"]
     edges = np.asarray(metrics["log10_x_edges"], float)
     centres = (edges[1:] + edges[:-1]) / 2
     theta = np.asarray(metrics["theta"], float) / math.pi
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    fig, axes = plt.subplots(2, 4, figsize=(16, 6.4), sharex="col")
     rows = [("power_spectrum", np.asarray(metrics["k"], float), r"$k$ [$h$/Mpc]"),
             ("mass_histogram", centres, r"$\log_{10}\,\rho/\bar\rho$"),
             ("peak_histogram", centres, r"$\log_{10}\,\rho/\bar\rho$ at peaks")]
-    for ax, (name, x, xlabel) in zip(axes, rows):
-        comp = np.asarray(s[name]["compatibility"], float)
-        ax.plot(x, comp, "o-", ms=3, color=FAKE)
-        ax.set_xlabel(xlabel)
-        ax.set_title(f"{name.replace('_', ' ')}: mean {s[name]['compatibility_mean']:.2f}")
+    for j, (name, x, xlabel) in enumerate(rows):
+        for i, (key, label) in enumerate((("compatibility", "compatibility"),
+                                          ("diversity", r"$\sigma_{\rm gen}/\sigma_{\rm real}$"))):
+            ax = axes[i, j]
+            ax.plot(x, np.asarray(s[name].get(key, []), float), "o-", ms=3, color=FAKE)
+            ax.set_ylabel(label)
+        axes[0, j].set_title(f"{name.replace('_', ' ')}: mean {s[name]['compatibility_mean']:.2f}")
+        axes[1, j].set_xlabel(xlabel)
         if name == "power_spectrum":
-            _log_x(ax)
-    ax = axes[3]
-    comp = np.asarray(s["bispectrum"]["compatibility"], float)
-    for p, (k1, k2) in enumerate(pairs):
-        ax.plot(theta, comp[p], "o-", ms=3, label=f"$k_1$={k1:.2f}, $k_2$={k2:.2f}")
-    ax.set_xlabel(r"$\theta/\pi$")
-    ax.set_title(f"bispectrum: mean {s['bispectrum']['compatibility_mean']:.2f}")
-    ax.legend(fontsize=8)
-    for ax in axes:
+            _log_x(axes[0, j])
+            _mark_nyquist((axes[0, j], axes[1, j]), metrics)
+    for i, key in enumerate(("compatibility", "diversity")):
+        values = np.asarray(s["bispectrum"].get(key, []), float)
+        for p, (k1, k2) in enumerate(pairs):
+            if values.size:
+                axes[i, 3].plot(theta, values[p], "o-", ms=3, label=f"$k_1$={k1:.2f}, $k_2$={k2:.2f}")
+    axes[0, 3].set_title(f"bispectrum: mean {s['bispectrum']['compatibility_mean']:.2f}")
+    axes[0, 3].legend(fontsize=8)
+    axes[1, 3].set_xlabel(r"$\theta/\pi$")
+    for ax in axes[0]:
         ax.axhline(1, color="k", lw=0.6, ls="--")
-        ax.set_ylabel("compatibility")
         ax.set_ylim(bottom=0)
+    for ax in axes[1]:
+        ax.axhline(1, color="k", lw=0.6)
+        ax.set_yscale("log")
     fig.tight_layout()
     return _save(fig, path)

@@ -21,6 +21,8 @@ weights. `normalise = false` gives the literal formula on raw statistics.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .config import SummaryConfig
@@ -58,18 +60,35 @@ def critic_loss(critic, real, fake, gp_lambda: float = 10.0, rng=None):
     b = real.shape[0]
     fake = fake.detach()
     x_hat = _interpolate(real, fake, rng)
-    out = critic(torch.cat([real, fake, x_hat])).squeeze(1).float()
+    x = torch.cat([real, fake, x_hat])
+    # a minibatch-statistics critic keeps the three groups apart and holds the interpolates'
+    # statistic constant, so that the penalty stays per sample
+    out = (critic(x, groups=3, detach=(2,)) if _has_minibatch_std(critic) else critic(x))
+    out = out.squeeze(1).float()
     d_real, d_fake, d_hat = out[:b], out[b:2 * b], out[2 * b:]
     gp = _penalty(d_hat, x_hat)
     loss = (d_fake - d_real + gp_lambda * gp).mean()
     return loss, (d_real - d_fake).mean().detach(), gp.mean().detach()
 
 
+def _has_minibatch_std(critic) -> bool:
+    return bool(getattr(getattr(critic, "module", critic), "minibatch_std", False))
+
+
+def corner_bins(n: int, box_size: float) -> torch.Tensor:
+    """P(k) bin edges [i k_F, (i+1) k_F) from i = 1 up to past the cube's corner sqrt(3) n/2,
+    so that every rfft mode but k = 0 is in a bin (the edges sit a hair below the integers,
+    so that |n| = i falls in bin i exactly as with the default bins)."""
+    top = math.floor(math.sqrt(3) * n / 2) + 1
+    return (torch.arange(1, top + 1, dtype=torch.float64) - 1e-6) * (2 * math.pi / box_size)
+
+
 def summary_statistics(cubes: torch.Tensor, cfg: SummaryConfig) -> dict[str, torch.Tensor]:
     """Per-sample statistics (b, nbins) of (b, 1, n, n, n) or (b, n, n, n) cubes."""
     x = cubes.squeeze(1) if cubes.dim() == 5 else cubes
     lo, hi = cfg.value_range
-    _, pk, _ = power_spectrum(x, cfg.box_size)
+    bins = corner_bins(x.shape[-1], cfg.box_size) if cfg.pk_bins == "corner" else None
+    _, pk, _ = power_spectrum(x, cfg.box_size, bins=bins)
     return {"pk": pk,
             "mass": soft_histogram(x.flatten(1), lo, hi, cfg.mass_bins),
             "peak": peak_histogram(x, lo, hi, cfg.peak_bins, radius=cfg.peak_radius,
@@ -89,14 +108,25 @@ def weighted_summary(terms: dict, cfg: SummaryConfig):
     return cfg.lambda_pk * terms["pk"] + cfg.lambda_mass * terms["mass"] + cfg.lambda_peak * terms["peak"]
 
 
-def summary_loss(real: torch.Tensor, fake: torch.Tensor, cfg: SummaryConfig | None = None):
-    """(S, {'pk': D_pk, 'mass': D_m, 'peak': D_p}); differentiable with respect to `fake`."""
+def summary_units(cubes: torch.Tensor, cfg: SummaryConfig) -> dict[str, torch.Tensor]:
+    """Each statistic's unit: its mean over the cubes and the bins."""
+    with torch.no_grad():
+        stats = summary_statistics(cubes, cfg)
+    return {k: v.mean().clamp_min(torch.finfo(v.dtype).tiny) for k, v in stats.items()}
+
+
+def summary_loss(real: torch.Tensor, fake: torch.Tensor, cfg: SummaryConfig | None = None,
+                 units: dict | None = None):
+    """(S, {'pk': D_pk, 'mass': D_m, 'peak': D_p}); differentiable with respect to `fake`.
+    units: fixed units of the statistics (summary_units of the train split); None: the real
+    batch's own."""
     cfg = cfg or SummaryConfig()
     with torch.no_grad():
         s_real = summary_statistics(real, cfg)
     s_fake = summary_statistics(fake, cfg)
     if cfg.normalise:   # dimensionless statistics: comparable terms whatever the units and sizes
-        scales = {k: v.mean().clamp_min(torch.finfo(v.dtype).tiny) for k, v in s_real.items()}
+        scales = units if units is not None else \
+            {k: v.mean().clamp_min(torch.finfo(v.dtype).tiny) for k, v in s_real.items()}
         s_real = {k: v / scales[k] for k, v in s_real.items()}
         s_fake = {k: v / scales[k] for k, v in s_fake.items()}
     terms = {k: summary_distance(s_real[k], s_fake[k], cfg.delta, cfg.eps) for k in s_real}
@@ -104,12 +134,12 @@ def summary_loss(real: torch.Tensor, fake: torch.Tensor, cfg: SummaryConfig | No
 
 
 def generator_loss(critic, fake, real=None, lambda_summ: float = 0.0,
-                   summary: SummaryConfig | None = None):
+                   summary: SummaryConfig | None = None, units: dict | None = None):
     """(loss, adversarial part, summary terms or {}): -mean D(fake) + lambda_summ S.
 
     `critic` is any callable (the loop passes the bare critic under autocast)."""
     adversarial = -critic(fake).float().mean()
     if lambda_summ == 0.0 or real is None:
         return adversarial, adversarial.detach(), {}
-    s, terms = summary_loss(real, fake, summary)
+    s, terms = summary_loss(real, fake, summary, units)
     return adversarial + lambda_summ * s, adversarial.detach(), terms

@@ -141,18 +141,20 @@ def config_of_checkpoint(ckpt: dict) -> Config:
 
 def build_models(cfg: Config):
     """(critic, generator) of a configuration, freshly initialised."""
-    critic = Critic(cfg.model.width, cfg.model.cube)
-    generator = Generator(cfg.model.width, cfg.model.latent_dim, cfg.model.cube)
+    m = cfg.model
+    critic = Critic(m.width, m.cube, minibatch_std=m.minibatch_std)
+    generator = Generator(m.width, m.latent_dim, m.cube, upsample=m.upsample, padding=m.padding)
     return critic, generator
 
 
 def models_from_checkpoint(ckpt: dict, device="cpu"):
-    """(critic, generator, config, dataset attributes) of a checkpoint, on `device`."""
+    """(critic, generator, config, dataset attributes) of a checkpoint, on `device`. The
+    generator is the moving average of the weights when the run kept one (train.ema_decay)."""
     cfg = config_of_checkpoint(ckpt)
     critic, generator = build_models(cfg)
     try:
         critic.load_state_dict(ckpt["critic"])
-        generator.load_state_dict(ckpt["generator"])
+        generator.load_state_dict(ckpt.get("generator_ema") or ckpt["generator"])
     except (KeyError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise RunError(f"the checkpoint's weights do not fit its model config ({first})") from None

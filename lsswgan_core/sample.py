@@ -1,9 +1,13 @@
 """Generate cubes from a trained generator and write them as HDF5.
 
-The generator runs with BatchNorm in training mode (batch statistics), as it did during
-training and as the paper's samples were drawn; `batch` should therefore be close to the
-training batch size (the default is that size). Transformed values lie in [0, 1]; with
-`physical=True` they are mapped back to rho/rhobar through the dataset's exact inverse.
+BatchNorm (model.sample_bn): with 'standing' statistics (the default) the generator's
+BatchNorm statistics are re-estimated over `standing_batches` full training-size batches of
+fresh latents and then used in eval mode, so a cube depends on its own latent only (not on
+the others of its batch); with 'batch' it runs on each batch's statistics, as in training.
+Every batch is full size (the last one is padded with extra latents, which are dropped).
+The generator is the moving average of the weights when the run kept one. Transformed values
+lie in [0, 1]; with `physical=True` they are mapped back to rho/rhobar through the dataset's
+exact inverse.
 """
 from __future__ import annotations
 
@@ -20,27 +24,51 @@ from .progress import Progress
 from .run import load_checkpoint, models_from_checkpoint
 
 
+@torch.no_grad()
+def standing_statistics(generator, batches: int, batch_size: int, rng: torch.Generator,
+                        device="cpu") -> None:
+    """Re-estimate the BatchNorm running statistics as the plain average over `batches`
+    batches of fresh latents, then put the generator in eval mode."""
+    norms = [m for m in generator.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None          # a cumulative average
+    generator.train()
+    for _ in range(batches):
+        generator(torch.randn(batch_size, generator.latent_dim, generator=rng, device=device))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    generator.eval()
+
+
 def generate(checkpoint, n: int, *, batch: int | None = None, physical: bool = False,
-             seed: int = 0, device: str = "cpu", show_progress: bool = False):
-    """(cubes (n, c, c, c) float32 ndarray, attributes dict, cubes per second)."""
+             seed: int = 0, device: str = "cpu", show_progress: bool = False,
+             bn: str | None = None):
+    """(cubes (n, c, c, c) float32 ndarray, attributes dict, cubes per second).
+    bn: 'standing' or 'batch' overrides the run's model.sample_bn."""
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     ckpt = load_checkpoint(checkpoint, map_location=device)
     _, generator, cfg, attrs = models_from_checkpoint(ckpt, device)
     batch = batch or cfg.train.batch_size
-    if batch < 2:
+    bn = bn or cfg.model.sample_bn
+    if bn == "batch" and batch < 2:
         raise ValueError("batch must be at least 2 (the generator's BatchNorm uses batch statistics)")
     transform = Transform.from_attrs(attrs)
     rng = torch.Generator(device=device)
     rng.manual_seed(int(seed))
-    generator.train()
+    t0 = time.perf_counter()
+    if bn == "standing":
+        standing_statistics(generator, cfg.model.standing_batches, cfg.train.batch_size,
+                            torch.Generator(device=device).manual_seed(int(seed) + 1), device)
+    else:
+        generator.train()
     out = np.empty((n,) + (cfg.model.cube,) * 3, dtype=np.float32)
     bar = Progress(n, "sample", enabled=show_progress)
-    t0 = time.perf_counter()
     with torch.no_grad():
         for lo in range(0, n, batch):
-            b = max(min(batch, n - lo), 2)
-            z = torch.randn(b, cfg.model.latent_dim, generator=rng, device=device)
+            z = torch.randn(batch, cfg.model.latent_dim, generator=rng, device=device)
             cubes = generator(z)[: n - lo, 0].double()
             if physical:
                 cubes = transform.inverse(cubes)
@@ -52,6 +80,7 @@ def generate(checkpoint, n: int, *, batch: int | None = None, physical: bool = F
     meta = {**{k: v for k, v in attrs.items() if not isinstance(v, (list, dict))},
             "physical": physical, "values": "rho/rhobar" if physical else "transformed, [0, 1]",
             "checkpoint_epoch": int(ckpt["epoch"]), "sample_seed": int(seed),
+            "batchnorm": bn, "ema": "generator_ema" in ckpt,
             "source_attributes": json.dumps(attrs)}
     return out, meta, rate
 

@@ -144,7 +144,8 @@ def run_simulation(particles: int, box: float, seed: int, pm_steps: int = 10,
 
 def write_suite(out_dir, n_sims: int, particles: int, box: float, seed: int, pm_steps: int = 10,
                 redshift: float = 0.0, fmt: str = "gadget2", files_per_snapshot: int = 2,
-                cosmology: Cosmology | None = None, show_progress: bool = True) -> list[Path]:
+                cosmology: Cosmology | None = None, show_progress: bool = True,
+                mesh_factor: int = 2) -> list[Path]:
     """Simulates `n_sims` boxes and writes each as a snapshot under out_dir/sim_XXX/.
     Simulation i uses seed (seed, i): a suite is deterministic per seed."""
     from .io import write_gadget, write_hdf5  # noqa: PLC0415
@@ -156,7 +157,7 @@ def write_suite(out_dir, n_sims: int, particles: int, box: float, seed: int, pm_
         for i in range(n_sims):
             sim_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
             res = run_simulation(particles, box, sim_seed, pm_steps, redshift, cosmology=cosmo,
-                                 progress=bar)
+                                 progress=bar, mesh_factor=mesh_factor)
             sim_dir = out_dir / f"sim_{i:03d}"
             sim_dir.mkdir(parents=True, exist_ok=True)
             base = sim_dir / "snapshot_000"

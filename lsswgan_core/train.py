@@ -83,6 +83,8 @@ class TrainState:
     t_start: float = field(default_factory=time.perf_counter)
     last_real: torch.Tensor | None = None
     record: dict | None = None
+    generator_ema: torch.nn.Module | None = None   # train.ema_decay > 0
+    summary_units: dict | None = None              # summary.units = 'train'
 
     def elapsed(self) -> float:
         return round(self.elapsed0 + time.perf_counter() - self.t_start, 3)
@@ -95,7 +97,10 @@ class TrainState:
                 "opt_generator": self.opt_generator.state_dict(),
                 "config": config_to_toml(self.config), "dataset": self.dataset_attrs,
                 "world_size": self.dist.world, "metrics_offset": self.reporter.offset(),
-                "elapsed": self.elapsed()}
+                "elapsed": self.elapsed(),
+                **({"generator_ema": self.generator_ema.state_dict()}
+                   if self.generator_ema is not None else {}),
+                **({"summary_units": self.summary_units} if self.summary_units else {})}
 
     def flush(self, epoch: int) -> None:
         self.record = self.reporter.flush(epoch=epoch, step=self.generator_step,
@@ -193,8 +198,10 @@ def _build_state(data, dataset, train_split, run, config, resume, device, dist) 
     oc = config.optim
     state = TrainState(
         config=config, device=device, dist=dist, run=run, critic=critic, generator=generator,
-        opt_critic=torch.optim.Adam(critic.parameters(), lr=oc.lr, betas=oc.betas),
-        opt_generator=torch.optim.Adam(generator.parameters(), lr=oc.lr, betas=oc.betas),
+        opt_critic=torch.optim.Adam(critic.parameters(), lr=oc.lr_critic or oc.lr,
+                                    betas=oc.betas),
+        opt_generator=torch.optim.Adam(generator.parameters(), lr=oc.lr_generator or oc.lr,
+                                       betas=oc.betas),
         reporter=Reporter(run.metrics if dist.main else None),
         dataset_attrs=json.dumps({**dataset.attrs, "path": str(Path(data).resolve().name)}))
     start_epoch = 0
@@ -203,10 +210,33 @@ def _build_state(data, dataset, train_split, run, config, resume, device, dist) 
     else:
         if config.model.init_output_bias:
             init_output_bias(generator, train_split.mean())
+        if config.summary.units == "train" and config.train.lambda_summ > 0:
+            state.summary_units = _train_split_units(train_split, config, device)
         if dist.main:
             run.start(config)
+    if config.train.ema_decay > 0:
+        state.generator_ema = copy.deepcopy(generator).requires_grad_(False)
+        if resume:
+            state.generator_ema.load_state_dict(load_checkpoint(run.last, device)["generator_ema"])
     state.t_start = time.perf_counter()
     return state, start_epoch
+
+
+def _train_split_units(split: Split, config: Config, device: str) -> dict:
+    """The summary statistics' units from (up to 512 cubes of) the train split, fixed for
+    the whole run."""
+    from .losses import summary_statistics  # noqa: PLC0415
+
+    picked = torch.arange(len(split))[::max(1, len(split) // 512)][:512]
+    n, sums = len(picked), None
+    for lo in range(0, n, 64):
+        cubes = split.batch(picked[lo:lo + 64]).to(device)
+        with torch.no_grad():
+            stats = summary_statistics(cubes, config.summary)
+        part = {k: v.double().sum(0) for k, v in stats.items()}
+        sums = part if sums is None else {k: sums[k] + part[k] for k in sums}
+    return {k: (v.mean() / n).float().clamp_min(torch.finfo(torch.float32).tiny)
+            for k, v in sums.items()}
 
 
 def _restore(state: TrainState, ckpt: dict) -> int:
@@ -216,6 +246,7 @@ def _restore(state: TrainState, ckpt: dict) -> int:
     state.opt_generator.load_state_dict(ckpt["opt_generator"])
     state.generator_step, state.critic_step = ckpt["generator_step"], ckpt["critic_step"]
     state.elapsed0 = float(ckpt.get("elapsed", 0.0))
+    state.summary_units = ckpt.get("summary_units")
     if ckpt["world_size"] != state.dist.world:
         raise TrainingError(f"the run was started with {ckpt['world_size']} processes; "
                             f"resume it with the same number (got {state.dist.world})")
@@ -240,6 +271,8 @@ def _train(data, run, config, resume, device, dist, show_progress, max_epochs):
     for epoch in range(start_epoch, end_epoch):
         train_epoch(state, train_split, epoch, steps, show_progress)
         end_of_epoch(state, epoch, dg_split, show_progress)
+        if tc.time_limit and state.elapsed() >= tc.time_limit:
+            break
     return state.record or {}
 
 
@@ -312,7 +345,7 @@ def generator_step(state: TrainState, rng: torch.Generator, use_summary: bool, e
 
     loss, adversarial, terms = generator_loss(
         critic, fake, state.last_real if use_summary else None,
-        cfg.train.lambda_summ if use_summary else 0.0, cfg.summary)
+        cfg.train.lambda_summ if use_summary else 0.0, cfg.summary, state.summary_units)
     if terms:
         report("summary", weighted_summary(terms, cfg.summary))
         for name, value in terms.items():
@@ -326,6 +359,8 @@ def generator_step(state: TrainState, rng: torch.Generator, use_summary: bool, e
     report("grad_norm_generator", norm)
     state.opt_generator.step()
     state.generator_step += 1
+    if state.generator_ema is not None:
+        _update_ema(state.generator_ema, state.generator, cfg.train.ema_decay)
     report("generator_loss", loss.detach())
     report("adversarial", adversarial)
     report("sec_per_generator_step", time.perf_counter() - t0)
@@ -357,6 +392,16 @@ def end_of_epoch(state: TrainState, epoch: int, dg_split: Split | None,
         if every > 0 and (epoch + 1) % every == 0:
             save_checkpoint(state.run.epoch_checkpoint(epoch + 1), payload)
     dist.barrier()
+
+
+@torch.no_grad()
+def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """ema <- decay ema + (1 - decay) model for the weights; buffers (BatchNorm statistics)
+    are copied."""
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p.detach(), 1 - decay)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
 
 
 def _grad_norm(params) -> torch.Tensor:

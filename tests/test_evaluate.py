@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lsswgan_core.config import config_from_dict
-from lsswgan_core.evaluate import _stats_block, evaluate, summaries
+from lsswgan_core.evaluate import _stats_block, evaluate, spectrum_checks, summaries
 from lsswgan_core.ops import find_peaks
 from lsswgan_core.train import train
 
@@ -60,12 +60,11 @@ def test_summaries_physics():
     np.testing.assert_allclose(s["mass_histogram"].sum(1), inside.reshape(6, -1).mean(1))
     peaks = find_peaks(x, radius=2, boundary="open")
     assert np.array_equal(s["peak_histogram"].sum(1), peaks.reshape(6, -1).sum(1))
-    # the spectrum of delta: Parseval, sum over modes of P n_modes = L^3 var(delta) (no k=0)
-    delta = x / x.mean(axis=(1, 2, 3), keepdims=True) - 1
-    total = (s["power_spectrum"] * s["n_modes"]).sum(1)
-    corner = total / 100.0**3                        # modes beyond the last shell are left out
-    assert np.all(corner <= delta.reshape(6, -1).var(1) * 1.0000001)
-    assert np.all(corner > 0.5 * delta.reshape(6, -1).var(1))
+    # the spectrum of delta = x - 1 in bins up to the corner: Parseval, the sum over every
+    # mode but k = 0 of P n_modes / L^3 is the variance of x over the cube
+    total = (s["power_spectrum"] * s["n_modes"]).sum(1) / 100.0**3
+    np.testing.assert_allclose(total, x.reshape(6, -1).var(1), rtol=1e-9)
+    assert s["n_modes"].sum() == 32**3 - 1
     # identical sets: compatibility 0 and Frechet distance 0
     same = _stats_block(s["power_spectrum"], s["power_spectrum"].copy(), log=True)
     assert np.all(same["compatibility"] == 0) and same["frechet_distance"] == pytest.approx(0, abs=1e-9)
@@ -115,3 +114,39 @@ def test_demo_pipeline_miniature(tmp_path):
     assert {p.name for p in report.glob("*.png")} == FIGURES
     with h5py.File(tmp_path / "demo" / "samples.h5") as f:
         assert f["samples"].shape == (8, 32, 32, 32) and f.attrs["physical"]
+
+
+def test_spectrum_checks_see_a_lattice_and_a_brightness_bias():
+    """A period-2 lattice added to real cubes lives in the shells past k_Nyq, which the
+    checkerboard indicator sees and the bins below k_Nyq do not; a brighter copy of the real
+    cubes (x -> 1.2 x) shows as P ratio 1.44 since delta is taken with the simulation's mean."""
+    x = lognormal_cubes(8, 32, seed=7)
+    edges = np.linspace(-2, 2, 21)
+    lattice = x + 0.5 * (np.indices((32, 32, 32)).sum(0) % 2)[None]
+    s_real = summaries(x, 100.0, edges, [(0.2, 0.2)])
+    for fake, check in ((lattice, "lattice"), (1.2 * x, "bright"), (x.copy(), "same")):
+        s_fake = summaries(fake, 100.0, edges, [(0.2, 0.2)])
+        block = _stats_block(s_real["power_spectrum"], s_fake["power_spectrum"], log=True)
+        c = spectrum_checks(s_real["k"], s_real["n_modes"], block, 32, 100.0)
+        assert c["k_nyquist"] == pytest.approx(math.pi * 32 / 100.0)
+        if check == "lattice":
+            assert c["checkerboard"] > 2
+            assert c["ratio_max_deviation_below_nyquist"] < 0.05
+        elif check == "bright":
+            assert c["ratio_min_below_nyquist"] == pytest.approx(1.44)
+            assert c["ratio_max_below_nyquist"] == pytest.approx(1.44)
+        else:
+            assert c["checkerboard"] == pytest.approx(1.0)
+            assert c["ratio_max_deviation_below_nyquist"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_diversity_shows_collapse():
+    x = lognormal_cubes(8, 32, seed=8)
+    edges = np.linspace(-2, 2, 21)
+    s_real = summaries(x, 100.0, edges, [(0.2, 0.2)])
+    collapsed = summaries(np.repeat(x[:1], 8, 0) * (1 + 1e-3 * np.arange(8))[:, None, None, None],
+                          100.0, edges, [(0.2, 0.2)])
+    block = _stats_block(s_real["power_spectrum"], collapsed["power_spectrum"], log=True)
+    assert block["diversity_median"] < 0.1
+    same = _stats_block(s_real["mass_histogram"], s_real["mass_histogram"].copy())
+    assert same["diversity_median"] == pytest.approx(1.0)

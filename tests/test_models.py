@@ -100,3 +100,59 @@ def test_summary_gradient_reaches_the_generator():
     s, _ = summary_loss(real, gen(gen.sample_latent(4)))
     s.backward()
     assert gen.dense.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("upsample,padding", [("nearest", "replicate"), ("trilinear", "reflect"),
+                                              ("transposed", "zeros")])
+def test_generator_options_shapes_and_range(upsample, padding):
+    torch.manual_seed(0)
+    gen = Generator(width=0.125, upsample=upsample, padding=padding)
+    out = gen(torch.randn(3, 256))
+    assert out.shape == (3, 1, 32, 32, 32) and 0 <= out.min() and out.max() <= 1
+    convs = [m for m in gen.modules() if isinstance(m, torch.nn.Conv3d)]
+    assert all(c.padding_mode == padding for c in convs)
+    if upsample != "transposed":
+        assert not any(isinstance(m, torch.nn.ConvTranspose3d) for m in gen.modules())
+    with pytest.raises(ValueError, match="upsample must be one of"):
+        Generator(upsample="pixelshuffle")
+
+
+def test_interpolating_generator_has_no_period_two_lattice_at_init():
+    """A stride-2 transposed convolution at initialisation already prints its 2^3 phases into
+    the output (power in the |n| >= n/2 shells far above its neighbours'); nearest-neighbour
+    upsampling followed by a 3^3 convolution spreads it."""
+    from lsswgan_core.ops import power_spectrum
+
+    torch.manual_seed(1)
+    ratios = {}
+    for upsample in ("transposed", "nearest"):
+        gen = Generator(width=0.25, upsample=upsample, padding="replicate" if upsample != "transposed" else "zeros")
+        with torch.no_grad():
+            x = gen(torch.randn(8, 256))[:, 0]
+        k, p, n_modes = power_spectrum(x - x.mean(), 1.0, bins=torch.arange(1, 29) * 2 * torch.pi - 1e-6)
+        p = p.mean(0)
+        ratios[upsample] = float(p[-4:].mean() / p[8:12].mean())   # the corner vs mid shells
+    assert ratios["nearest"] < ratios["transposed"]
+
+
+def test_minibatch_std_keeps_groups_apart_and_the_penalty_per_sample():
+    torch.manual_seed(3)
+    critic = Critic(width=0.125, minibatch_std=True)
+    real, fake = torch.rand(4, 1, 32, 32, 32), torch.rand(4, 1, 32, 32, 32)
+    # a group's output does not depend on the other groups
+    both = critic(torch.cat([real, fake]), groups=2)
+    alone = critic(real, groups=1)
+    torch.testing.assert_close(both[:4], alone)
+    # detached group: the gradient of D(x_i) reaches only x_i
+    x = torch.rand(4, 1, 32, 32, 32, requires_grad=True)
+    out = critic(x, groups=1, detach=(0,))
+    (grad,) = torch.autograd.grad(out[0, 0], x)
+    assert grad[0].abs().sum() > 0 and grad[1:].abs().sum() == 0
+    out = critic(x, groups=1)
+    (grad,) = torch.autograd.grad(out[0, 0], x)
+    assert grad[1:].abs().sum() > 0                      # not detached: the batch statistic
+    loss, w, gp = critic_loss(critic, real, fake)
+    loss.backward()
+    assert torch.isfinite(loss) and critic.dense.weight.grad is not None
+    with pytest.raises(ValueError, match="equal groups"):
+        critic(torch.rand(5, 1, 32, 32, 32), groups=2)

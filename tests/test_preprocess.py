@@ -134,3 +134,26 @@ def test_bad_inputs(tmp_path, suite, rng):
     result = CliRunner().invoke(cli, ["preprocess", suite[0], "--out", str(tmp_path / "x.h5"),
                                       "--split-fractions", "0.8,0.2"])
     assert result.exit_code != 0 and "three" in result.output
+
+
+def test_validation_spread_is_cosmic_variance(tmp_path):
+    """Cubes of an eighth of a box from simulations training never sees: the spread of P(k)
+    over the validation cubes is real cosmic variance, near the Gaussian expectation
+    sigma_P / P = sqrt(2 / N_modes) on the largest scales (the demo's suite in miniature)."""
+    from lsswgan_core.evaluate import summaries
+
+    write_suite(tmp_path / "suite", 8, 32, 128.0, seed=5, pm_steps=3, show_progress=False,
+                mesh_factor=1)
+    sims = sorted(str(p) for p in (tmp_path / "suite").glob("sim_*"))
+    cfg = DataConfig(grid=32, cube=16, cubes_per_box=8, split_fractions=(0.25, 0.5, 0.25),
+                     seed=1, length_unit="Mpc/h")
+    path = preprocess(sims, tmp_path / "data.h5", cfg, show_progress=False)
+    ds = Dataset(path)
+    val = ds.split("val")
+    assert len(val) == 32 and len(set(val.simulations) & set(ds.split("train").simulations)) == 0
+    s = summaries(val.physical(), ds.attrs["cube_size"], np.linspace(-1, 1, 11), [(0.2, 0.2)])
+    pk = s["power_spectrum"]
+    assert np.all(pk.std(0, ddof=1) > 0)
+    measured = pk.std(0, ddof=1)[:2] / pk.mean(0)[:2]
+    gaussian = np.sqrt(2 / s["n_modes"][:2])
+    assert np.all((measured > 0.5 * gaussian) & (measured < 2.5 * gaussian)), (measured, gaussian)

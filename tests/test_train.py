@@ -284,3 +284,53 @@ def test_split_read_from_the_file_trains_like_the_one_in_memory(dataset, tmp_pat
     train(dataset, tmp_path / "file", cfg, show_progress=False)
     assert_same_checkpoint(tmp_path / "file" / "checkpoints" / "last.pt",
                            tmp_path / "memory" / "checkpoints" / "last.pt")
+
+
+FIDELITY = {"model": {"upsample": "nearest", "padding": "replicate", "minibatch_std": True},
+            "optim": {"lr_critic": 3e-4, "lr_generator": 1e-4},
+            "train": {"ema_decay": 0.9},
+            "summary": {"units": "train", "pk_bins": "corner"},
+            "duality_gap": {"enabled": False}}
+
+
+def test_fidelity_options_checkpoint_and_resume(dataset, tmp_path):
+    """The options beyond the paper train, store what they add (the generator's moving
+    average, the summary units of the train split) and resume to the same weights."""
+    cfg = tiny_config(**FIDELITY)
+    train(dataset, tmp_path / "full", cfg, show_progress=False)
+    train(dataset, tmp_path / "split", cfg, show_progress=False, max_epochs=2)
+    train(dataset, tmp_path / "split", cfg, show_progress=False, resume=True)
+    assert_same_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt",
+                           tmp_path / "full" / "checkpoints" / "last.pt")
+    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
+    for name in a["generator_ema"]:
+        assert torch.equal(a["generator_ema"][name], b["generator_ema"][name]), name
+    assert set(a["summary_units"]) == {"pk", "mass", "peak"}
+    assert all(float(v) > 0 for v in a["summary_units"].values())
+    # the moving average differs from the live weights, and the learning rates are separate
+    assert not torch.equal(a["generator_ema"]["dense.weight"], a["generator"]["dense.weight"])
+    assert a["opt_critic"]["param_groups"][0]["lr"] == 3e-4
+    assert a["opt_generator"]["param_groups"][0]["lr"] == 1e-4
+    records = read_metrics(tmp_path / "full" / "metrics.jsonl")
+    assert all(np.isfinite(r["summary_pk"]) for r in records if "summary_pk" in r)
+
+
+def test_standing_statistics_make_a_cube_independent_of_its_batch(dataset, reference_run):
+    from lsswgan_core.run import models_from_checkpoint
+    from lsswgan_core.sample import generate, standing_statistics
+
+    ckpt_path = reference_run / "checkpoints" / "last.pt"
+    _, gen, cfg, _ = models_from_checkpoint(load_checkpoint(ckpt_path))
+    standing_statistics(gen, 4, 4, torch.Generator().manual_seed(1))
+    assert not gen.training
+    z = torch.randn(6, 256, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(gen(z)[:2], gen(z[:2]), rtol=1e-5, atol=1e-6)
+        gen.train()   # batch statistics: the same latents give other cubes in another batch
+        assert not torch.allclose(gen(z)[:2], gen(z[:2]))
+    # generate: standing statistics by default, batch statistics as an option
+    a, meta, _ = generate(ckpt_path, 5, batch=5, seed=3)
+    assert meta["batchnorm"] == "standing" and a.shape == (5, 32, 32, 32)
+    b, _, _ = generate(ckpt_path, 5, batch=5, seed=3, bn="batch")
+    assert not np.allclose(a, b)
