@@ -15,7 +15,7 @@ CUDA_HOME ?= $(shell for d in "$$(dirname "$$(dirname "$$(readlink -f "$$(comman
 	/usr/local/cuda /opt/cuda; do [ -f "$$d/include/cuda_runtime.h" ] && [ -x "$$d/bin/nvcc" ] \
 	&& echo "$$d" && break; done 2>/dev/null)
 
-.PHONY: all build test demo bench cuda-check clean
+.PHONY: all build test demo bench cuda-check gpu-check clean
 all: build
 
 $(VENV)/.deps: Makefile
@@ -52,6 +52,13 @@ cuda-check:
 		       'bin_power_backward', 'soft_histogram', 'soft_histogram_backward']; \
 		missing = [o for o in ops if not torch._C._dispatch_has_kernel_for_dispatch_key('lsscore::' + o, 'CUDA')]; \
 		assert not missing, missing; print('CUDA kernels registered for', len(ops), 'ops')"
+
+# GPU first light (bench/gpu_check.py, about 7 minutes): on a GPU machine whose python already
+# has a CUDA torch (not the venv's CPU one); the script builds the extension itself. E.g.
+# make gpu-check PYTHON=/usr/bin/python3 GPU_CHECK_ARGS="--out /tmp/gpu_check"
+GPU_CHECK_ARGS ?=
+gpu-check:
+	$(PYTHON) bench/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf build *.egg-info lsswgan_core/_C*.so $(VENV)/.built
