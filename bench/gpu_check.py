@@ -19,9 +19,10 @@ missing), in about 7 minutes (`--budget`, default 450 s, paces the later section
                projected wall time of the paper's 500 epochs with the duality gap
   sampling     generator throughput (cubes/s) and lsswgan_core.sample.generate's
 Each section is guarded: one that fails is recorded as an error string and the rest still run
-(the exit status is then 1). The report, OUT/gpu_check.json, is rewritten after every section,
-so a run cut short keeps what it did; OUT/gpu_check.log holds everything, subprocess output
-included.
+(the exit status is then 1; failing tests are counted, not a section failure). The report,
+OUT/gpu_check.json, is rewritten after every section, so a run cut short keeps what it did;
+OUT/gpu_check.log holds everything, subprocess output included. The dataset and the training
+run go to a temporary directory, removed at the end: OUT holds only the two files.
 
 The install is editable (-e) on purpose: pytest and this script import lsswgan_core from the
 source tree, which a plain `pip install .` would leave without its compiled _C.
@@ -42,6 +43,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -122,6 +124,8 @@ class Check:
         self.log = open(self.out / "gpu_check.log", "w", buffering=1)
         self.failed: list[str] = []
         self.checkpoint: Path | None = None   # the training run's, for sampling
+        # the simulated dataset and the training run: scratch, not part of the report
+        self.work = Path(tempfile.mkdtemp(prefix="gpu_check_"))
 
     def remaining(self) -> float:
         return self.deadline - time.perf_counter()
@@ -571,7 +575,7 @@ def _state(c: Check, cfg, autocast, fused: bool = False, channels_last: bool = F
     adam = {"betas": oc.betas, **({"fused": True} if fused else {})}
     return TrainState(
         config=cfg, device=str(c.device), dist=Distributed(str(c.device)),
-        run=RunDir(c.out / "steps_run"), critic=critic, generator=generator,
+        run=RunDir(c.work / "steps_run"), critic=critic, generator=generator,
         opt_critic=torch.optim.Adam(critic.parameters(), oc.lr_critic or oc.lr, **adam),
         opt_generator=torch.optim.Adam(generator.parameters(), oc.lr_generator or oc.lr, **adam),
         reporter=Reporter(None),
@@ -787,8 +791,7 @@ def section_training(c: Check) -> dict:
     from lsswgan_core.train import train  # noqa: PLC0415
 
     s = c.sizes
-    work = c.out / "training"
-    shutil.rmtree(work, ignore_errors=True)
+    work = c.work / "training"
     t = time.perf_counter()
     sims = write_suite(work / "sims", seed=0, mesh_factor=1, show_progress=False, **s["suite"])
     data_cfg = DataConfig(grid=s["grid"], cube=32, split_cubes=s["split_cubes"],
@@ -1051,6 +1054,7 @@ def main(argv=None) -> int:
     finally:
         sys.stdout, sys.stderr = stdout, stderr
         c.log.close()
+        shutil.rmtree(c.work, ignore_errors=True)
     return 1 if c.failed else 0
 
 
