@@ -17,7 +17,12 @@ of the statistic), so with raw counts the mass histogram of 32^3 voxels outweigh
 spectrum in box units by ~10^7. With `normalise` (the default) each statistic, real and
 generated alike, is divided by the real batch's mean over samples and bins (a constant),
 which makes every D_s a dimensionless, e_b-weighted relative error and the lambdas meaningful
-weights. `normalise = false` gives the literal formula on raw statistics.
+weights. `normalise = false` gives the literal formula on raw statistics. `units = 'train'`
+fixes the units once, from the train split, when the run starts (they are stored in the
+checkpoint): a real batch of 8-16 cubes re-estimates its own units noisily, the peak
+histogram's above all, and every step would then weigh the terms differently.
+`pk_bins = 'corner'` takes P(k) up to the cube's corner, so that the loss also sees the modes
+past k_Nyq where a period-2 checkerboard lives.
 """
 from __future__ import annotations
 
