@@ -19,17 +19,26 @@ import click
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="The report directory.")
 @click.option("--seed", type=int, default=None, help="[evaluate] seed of the latents (0).")
+@click.option("--sample-bn", type=click.Choice(["standing", "batch"]), default=None,
+              help="[model] sample_bn for the generated cubes (default: the run's).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-def evaluate(checkpoint, data, split, n, out, seed, device):
-    """Compare generated cubes with a real split in physical units (P(k), mass and peak
-    histograms, bispectrum; compatibility per bin, Frechet distances) and draw Figs. 4-8."""
+def evaluate(checkpoint, data, split, n, out, seed, sample_bn, device):
+    """Compare generated cubes with a real split in physical units (P(k) up to the cube's
+    corner, mass and peak histograms, bispectrum; compatibility, P ratio, checkerboard
+    indicator and diversity per bin, Frechet distances) and draw Figs. 4-8."""
     from lsswgan_core.evaluate import evaluate as run  # noqa: PLC0415
 
     metrics = run(checkpoint, data, out, split=split, n=n, seed=seed, device=device,
-                  show_progress=True)
+                  show_progress=True, bn=sample_bn)
     for name, block in metrics.get("summaries", {}).items():
         click.echo(f"{name:<16} compatibility (mean over bins) {block['compatibility_mean']:.3f}"
                    f"   Frechet distance {block['frechet_distance']:.4g}")
+    checks = metrics.get("power_spectrum_checks")
+    if checks:
+        click.echo(f"P_gen/P_real below k_Nyq in [{checks['ratio_min_below_nyquist']:.3f}, "
+                   f"{checks['ratio_max_below_nyquist']:.3f}]; checkerboard "
+                   f"{checks['checkerboard']:.3f}; diversity (sigma_gen/sigma_real, median over "
+                   f"P(k) bins) {metrics['summaries']['power_spectrum']['diversity_median']:.3f}")
     click.echo(f"report: {out / 'metrics.json'} and {len(metrics['figures'])} figures in {out}")
     for problem in metrics["problems"]:
         click.echo(f"warning: {problem}", err=True)

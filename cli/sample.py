@@ -15,9 +15,12 @@ import click
               "instead of the transformed values in [0, 1].")
 @click.option("--batch", type=click.IntRange(min=2), default=None,
               help="Cubes per generator call (default: the training batch size).")
+@click.option("--sample-bn", type=click.Choice(["standing", "batch"]), default=None,
+              help="[model] sample_bn: BatchNorm from standing statistics or from each batch "
+                   "(default: the run's).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-def sample(checkpoint, n, out, physical, batch, seed, device):
+def sample(checkpoint, n, out, physical, batch, sample_bn, seed, device):
     """Draw N cubes from the generator of CHECKPOINT and write them to OUT (dataset `samples`,
     with the dataset's transform attributes)."""
     from lsswgan_core.sample import generate, write_samples  # noqa: PLC0415
@@ -25,7 +28,7 @@ def sample(checkpoint, n, out, physical, batch, seed, device):
 
     try:
         cubes, attrs, rate = generate(checkpoint, n, batch=batch, physical=physical, seed=seed,
-                                      device=device, show_progress=True)
+                                      device=device, show_progress=True, bn=sample_bn)
     except (RunError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     write_samples(out, cubes, attrs)

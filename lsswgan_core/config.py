@@ -103,6 +103,7 @@ class ModelConfig:
         _require(self.width > 0 and math.isfinite(self.width),
                  f"model.width must be a positive number, got {self.width}")
         _require(self.latent_dim >= 1, f"model.latent_dim must be >= 1, got {self.latent_dim}")
+        _require(self.cube == 32, f"model.cube: the paper's networks take 32^3 cubes, got {self.cube}")
         _choice("model.upsample", self.upsample, ("transposed", "nearest", "trilinear"))
         _choice("model.padding", self.padding, ("zeros", "replicate", "reflect"))
         _choice("model.sample_bn", self.sample_bn, ("standing", "batch"))
@@ -118,7 +119,8 @@ class OptimConfig:
 
     def validate(self) -> None:
         _require(self.lr > 0 and math.isfinite(self.lr), f"optim.lr must be positive, got {self.lr}")
-        _require(self.lr_critic >= 0 and self.lr_generator >= 0,
+        _require(self.lr_critic >= 0 and self.lr_generator >= 0
+                 and math.isfinite(self.lr_critic) and math.isfinite(self.lr_generator),
                  "optim.lr_critic and optim.lr_generator must be >= 0 (0: use optim.lr)")
         _require(all(0 <= b < 1 for b in self.betas), f"optim.betas must lie in [0, 1), got {self.betas}")
 
@@ -177,6 +179,9 @@ class SummaryConfig:
 
     def validate(self) -> None:
         _choice("summary.units", self.units, ("batch", "train"))
+        _require(self.normalise or self.units == "batch",
+                 "summary.units = 'train' needs summary.normalise = true (the units divide "
+                 "the statistics only when they are normalised)")
         _choice("summary.pk_bins", self.pk_bins, ("nyquist", "corner"))
         _require(self.mass_bins >= 1 and self.peak_bins >= 1, "summary bins must be >= 1")
         _require(self.peak_radius >= 1, "summary.peak_radius must be >= 1")

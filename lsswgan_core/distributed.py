@@ -45,6 +45,9 @@ class Distributed:
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.active = self.world > 1
+        # nccl reduces CUDA tensors only: the small collectives below run on this device
+        self.device = torch.device("cuda", self.local_rank) if device.startswith("cuda") \
+            else torch.device("cpu")
         if self.active:
             import torch.distributed as dist  # noqa: PLC0415
 
@@ -72,8 +75,19 @@ class Distributed:
         if self.active:
             import torch.distributed as dist  # noqa: PLC0415
 
+            ok = ok.to(self.device)
             dist.all_reduce(ok, op=dist.ReduceOp.MIN)
         return bool(ok.item() == 1.0)
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when `flag` is true on any (one decision for all ranks)."""
+        value = torch.tensor([float(flag)])
+        if self.active:
+            import torch.distributed as dist  # noqa: PLC0415
+
+            value = value.to(self.device)
+            dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item() == 1.0)
 
     def divergence(self, model) -> float:
         """Largest |difference| between this rank's parameters and rank 0's, over all ranks
@@ -85,7 +99,7 @@ class Distributed:
         flat = torch.cat([p.detach().flatten().float() for p in model.parameters()])
         ref = flat.clone()
         dist.broadcast(ref, src=0)
-        diff = (flat - ref).abs().max().reshape(1).cpu()
+        diff = (flat - ref).abs().max().reshape(1).to(self.device)
         dist.all_reduce(diff, op=dist.ReduceOp.MAX)
         return float(diff)
 

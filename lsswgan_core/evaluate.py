@@ -142,10 +142,12 @@ def load_split(data, split: str):
 
 def evaluate(checkpoint, data, out, *, split: str | None = None, n: int | None = None,
              seed: int | None = None, device: str = "cpu", run_dir=None,
-             show_progress: bool = False, config: EvaluateConfig | None = None) -> dict:
+             show_progress: bool = False, config: EvaluateConfig | None = None,
+             bn: str | None = None) -> dict:
     """Write metrics.json and the figures into `out`; returns the metrics dictionary
     (with `problems`: what could not be done). The settings are the [evaluate] section of
-    the checkpoint's config (or `config`), with split, n and seed overriding it."""
+    the checkpoint's config (or `config`), with split, n and seed overriding it; bn
+    ('standing' or 'batch') overrides the run's BatchNorm mode for sampling."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = Path(checkpoint)
@@ -162,7 +164,7 @@ def evaluate(checkpoint, data, out, *, split: str | None = None, n: int | None =
     except DatasetError as exc:
         problems.append(f"dataset: {exc}")
     if real is not None:
-        fake = _generated(checkpoint, ecfg.n_cubes or len(real), ecfg.seed, device,
+        fake = _generated(checkpoint, ecfg.n_cubes or len(real), ecfg.seed, device, bn,
                           show_progress, metrics, problems)
     if fake is not None:
         figures += _compare(real, fake, attrs, ecfg, metrics, problems, out)
@@ -189,15 +191,16 @@ def _settings(checkpoint, config, split, n, seed) -> EvaluateConfig:
     return ecfg
 
 
-def _generated(checkpoint, n, seed, device, show_progress, metrics, problems):
+def _generated(checkpoint, n, seed, device, bn, show_progress, metrics, problems):
     """Physical generated cubes (n, c, c, c) float64, or None with the reason in problems."""
     try:
-        fake, _, rate = generate(checkpoint, n, physical=True, seed=seed, device=device,
-                                 show_progress=show_progress)
+        fake, meta, rate = generate(checkpoint, n, physical=True, seed=seed, device=device,
+                                    show_progress=show_progress, bn=bn)
     except (OSError, ValueError, RuntimeError) as exc:
         problems.append(f"checkpoint: {exc}")
         return None
     metrics["cubes_per_second"] = rate
+    metrics["sampling"] = {"batchnorm": meta["batchnorm"], "ema": meta["ema"]}
     return fake.astype(np.float64)
 
 

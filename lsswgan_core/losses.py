@@ -113,13 +113,6 @@ def weighted_summary(terms: dict, cfg: SummaryConfig):
     return cfg.lambda_pk * terms["pk"] + cfg.lambda_mass * terms["mass"] + cfg.lambda_peak * terms["peak"]
 
 
-def summary_units(cubes: torch.Tensor, cfg: SummaryConfig) -> dict[str, torch.Tensor]:
-    """Each statistic's unit: its mean over the cubes and the bins."""
-    with torch.no_grad():
-        stats = summary_statistics(cubes, cfg)
-    return {k: v.mean().clamp_min(torch.finfo(v.dtype).tiny) for k, v in stats.items()}
-
-
 def summary_loss(real: torch.Tensor, fake: torch.Tensor, cfg: SummaryConfig | None = None,
                  units: dict | None = None):
     """(S, {'pk': D_pk, 'mass': D_m, 'peak': D_p}); differentiable with respect to `fake`.

@@ -53,6 +53,8 @@ def generate(checkpoint, n: int, *, batch: int | None = None, physical: bool = F
     _, generator, cfg, attrs = models_from_checkpoint(ckpt, device)
     batch = batch or cfg.train.batch_size
     bn = bn or cfg.model.sample_bn
+    if bn not in ("standing", "batch"):
+        raise ValueError(f"the BatchNorm mode must be 'standing' or 'batch', got {bn!r}")
     if bn == "batch" and batch < 2:
         raise ValueError("batch must be at least 2 (the generator's BatchNorm uses batch statistics)")
     transform = Transform.from_attrs(attrs)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from .config import Config, config_to_toml, load_config
-from .data.dataset import Dataset, DatasetError, Split
+from .data.dataset import Dataset, DatasetError, Split, data_config_of
 from .distributed import DeviceError, Distributed, choose_device, configure_cuda
 from .duality_gap import duality_gap
 from .losses import critic_loss, generator_loss, weighted_summary
@@ -152,11 +152,14 @@ def _resolve_config(run: RunDir, config, resume: bool, seed: int | None) -> Conf
     if seed is not None and seed != stored.train.seed:
         raise TrainingError(f"--resume: the run was started with seed {stored.train.seed}")
     if config is not None:
+        # what may change on resume: the time limit; [data] is the dataset's own record
         given = copy.deepcopy(config)
         given.train.seed = stored.train.seed if seed is None else seed
+        given.train.time_limit, given.data = stored.train.time_limit, stored.data
         if config_to_toml(given) != config_to_toml(stored):
             raise TrainingError(f"--resume: the given config differs from {run.config}; "
                                 "resume with the run's own config (omit --config)")
+        stored.train.time_limit = config.train.time_limit
     return stored
 
 
@@ -205,9 +208,13 @@ def _build_state(data, dataset, train_split, run, config, resume, device, dist) 
         reporter=Reporter(run.metrics if dist.main else None),
         dataset_attrs=json.dumps({**dataset.attrs, "path": str(Path(data).resolve().name)}))
     start_epoch = 0
+    ckpt = load_checkpoint(run.last, map_location=device) if resume else None
     if resume:
-        start_epoch = _restore(state, load_checkpoint(run.last, map_location=device))
+        start_epoch = _restore(state, ckpt)
+        if dist.main and run.load_config() != config:   # a new time limit
+            run.config.write_text(config_to_toml(config))
     else:
+        config.data = data_config_of(dataset.attrs, config.data)
         if config.model.init_output_bias:
             init_output_bias(generator, train_split.mean())
         if config.summary.units == "train" and config.train.lambda_summ > 0:
@@ -217,7 +224,7 @@ def _build_state(data, dataset, train_split, run, config, resume, device, dist) 
     if config.train.ema_decay > 0:
         state.generator_ema = copy.deepcopy(generator).requires_grad_(False)
         if resume:
-            state.generator_ema.load_state_dict(load_checkpoint(run.last, device)["generator_ema"])
+            state.generator_ema.load_state_dict(ckpt["generator_ema"])
     state.t_start = time.perf_counter()
     return state, start_epoch
 
@@ -271,7 +278,7 @@ def _train(data, run, config, resume, device, dist, show_progress, max_epochs):
     for epoch in range(start_epoch, end_epoch):
         train_epoch(state, train_split, epoch, steps, show_progress)
         end_of_epoch(state, epoch, dg_split, show_progress)
-        if tc.time_limit and state.elapsed() >= tc.time_limit:
+        if tc.time_limit and dist.any(dist.main and state.elapsed() >= tc.time_limit):
             break
     return state.record or {}
 

@@ -86,3 +86,25 @@ def test_override_sets_keys_by_name():
         override(Config(), ["train.epoch=7"])
     with pytest.raises(ConfigError, match="section.key=value"):
         override(Config(), ["epochs=7"])
+
+
+@pytest.mark.parametrize("section,key,value,match", [
+    ("model", "upsample", "pixelshuffle", "model.upsample must be one of"),
+    ("model", "padding", "circular", "model.padding must be one of"),
+    ("model", "sample_bn", "running", "model.sample_bn must be one of"),
+    ("model", "cube", 64, "take 32\\^3 cubes"),
+    ("optim", "lr_critic", float("inf"), "lr_critic and optim.lr_generator must be >= 0"),
+    ("train", "ema_decay", 1.0, "ema_decay must lie in"),
+    ("train", "time_limit", -1.0, "time_limit must be >= 0"),
+    ("summary", "units", "epoch", "summary.units must be one of"),
+    ("summary", "pk_bins", "all", "summary.pk_bins must be one of"),
+])
+def test_validate_refuses_bad_fidelity_options(section, key, value, match):
+    with pytest.raises(ConfigError, match=match):
+        config_from_dict({section: {key: value}}).validate()
+
+
+def test_units_from_the_train_split_need_normalised_statistics():
+    with pytest.raises(ConfigError, match="needs summary.normalise"):
+        config_from_dict({"summary": {"units": "train", "normalise": False}}).validate()
+    config_from_dict({"summary": {"units": "train"}}).validate()

@@ -108,7 +108,8 @@ def test_demo_pipeline_miniature(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     lines = res.stdout.strip().splitlines()
     summary = lines[lines.index("== summary") + 1:]
-    assert len(summary) == 5 and summary[-1].startswith("report: ")
+    assert len(summary) == 6 and summary[-1].startswith("report: ")
+    assert "checkerboard" in summary[4] and "diversity" in summary[4]
     assert "train" in summary[0] and "generator steps" in summary[1]
     report = tmp_path / "demo" / "report"
     assert {p.name for p in report.glob("*.png")} == FIGURES

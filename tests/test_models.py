@@ -84,6 +84,21 @@ def test_summary_loss_zero_for_identical_batches_positive_otherwise():
     assert other.item() > 0 and all(t.item() > 0 for t in terms.values())
 
 
+def test_summary_units_fixed_or_from_the_batch():
+    """With the real batch's own units the loss is unchanged; other units change it."""
+    from lsswgan_core.losses import summary_statistics
+
+    torch.manual_seed(4)
+    real, fake = torch.rand(4, 1, 32, 32, 32) ** 3, torch.rand(4, 1, 32, 32, 32) ** 2
+    cfg = SummaryConfig()
+    own = {k: v.mean() for k, v in summary_statistics(real, cfg).items()}
+    base, _ = summary_loss(real, fake, cfg)
+    same, _ = summary_loss(real, fake, cfg, units=own)
+    torch.testing.assert_close(same, base)
+    other, terms = summary_loss(real, fake, cfg, units={k: 2 * v for k, v in own.items()})
+    assert not torch.allclose(other, base)
+
+
 def test_summary_gradient_reaches_the_generator():
     torch.manual_seed(2)
     gen, critic = Generator(width=0.125), Critic(width=0.125)

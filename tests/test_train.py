@@ -322,8 +322,20 @@ def test_standing_statistics_make_a_cube_independent_of_its_batch(dataset, refer
 
     ckpt_path = reference_run / "checkpoints" / "last.pt"
     _, gen, cfg, _ = models_from_checkpoint(load_checkpoint(ckpt_path))
+    # the standing statistics are the plain average of the batch statistics over the batches
+    first_bn = next(m for m in gen.modules() if isinstance(m, torch.nn.BatchNorm3d))
+    means = []
+    hook = first_bn.register_forward_hook(
+        lambda module, args, out: means.append(args[0].mean(dim=(0, 2, 3, 4))))
+    gen.train()
+    rng = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for _ in range(4):
+            gen(torch.randn(4, 256, generator=rng))
+    hook.remove()
     standing_statistics(gen, 4, 4, torch.Generator().manual_seed(1))
     assert not gen.training
+    torch.testing.assert_close(first_bn.running_mean, torch.stack(means).mean(0))
     z = torch.randn(6, 256, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         torch.testing.assert_close(gen(z)[:2], gen(z[:2]), rtol=1e-5, atol=1e-6)

@@ -13,11 +13,13 @@ put back in the asked order), which gives the same batches.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
 import torch
 
+from ..config import DataConfig
 from .transform import Transform
 
 IN_MEMORY_LIMIT = 2 << 30   # bytes of a split held in memory; larger splits are read per batch
@@ -45,6 +47,22 @@ def _plain(value):
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+def data_config_of(attrs: dict, base: DataConfig | None = None) -> DataConfig:
+    """The [data] settings a dataset file was made with, from its attributes (keys it does
+    not record keep `base`'s values): what a run's config.toml records."""
+    cfg = dataclasses.replace(base) if base is not None else DataConfig()
+    for key, attr in (("grid", "grid"), ("cube", "cube"), ("cubes_per_box", "cubes_per_box"),
+                      ("scheme", "scheme"), ("seed", "seed"), ("transform_c", "transform_c"),
+                      ("transform_s", "transform_s")):
+        if attr in attrs:
+            setattr(cfg, key, type(getattr(cfg, key))(attrs[attr]))
+    if "split" in attrs and len(attrs["split"]) == 3:
+        cfg.split_fractions = tuple(float(v) for v in attrs["split"])
+    if "split_cubes" in attrs and len(attrs["split_cubes"]) == 3:
+        cfg.split_cubes = tuple(int(v) for v in attrs["split_cubes"])
+    return cfg
 
 
 def _open(path):
@@ -147,6 +165,11 @@ class Split:
 
     def close(self):
         self._file.close()
+
+    def __getstate__(self):   # a DataLoader worker under spawn reopens the file itself
+        state = dict(self.__dict__)
+        state["_pid"], state["_file"], state["_dset"] = None, None, None
+        return state
 
 
 class CubeDataset(torch.utils.data.Dataset):
