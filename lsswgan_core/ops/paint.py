@@ -61,6 +61,19 @@ def _check_n(n) -> int:
     return n  # the kernel refuses n > 2^20
 
 
+def _check_numpy_out(out: np.ndarray) -> None:
+    # as_tensor copies such arrays; painting into the copy would leave ``out`` untouched
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous (painting needs to write into it in place); "
+                         "pass numpy.ascontiguousarray(out) and use the returned grid")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only: paint accumulates into it in place; "
+                         "pass a writeable array (e.g. out.copy())")
+    if not out.dtype.isnative:
+        raise ValueError(f"out has non-native byte order ({out.dtype.str}): paint writes into "
+                         f"it in place; pass out.astype(out.dtype.newbyteorder('='))")
+
+
 def paint(positions, n: int, box_size: float, weights=None, scheme: str = "ngp", out=None):
     """Assign particles to a periodic ``(n, n, n)`` grid.
 
@@ -85,7 +98,8 @@ def paint(positions, n: int, box_size: float, weights=None, scheme: str = "ngp",
             ``box_size`` is not a number.
         ValueError: a bad shape (``positions``, ``weights``, ``out``); ``n < 1``; a box size
             that is not positive and finite; an unknown scheme; arguments on different
-            devices; ``out`` not contiguous.
+            devices; ``out`` not contiguous, or (NumPy) read-only or not in native byte
+            order.
         RuntimeError: from the kernel's own checks: non-finite positions or weights;
             ``n > 2^20``; a box too small for ``n`` cells (``n / box_size`` overflows).
     """
@@ -104,6 +118,8 @@ def paint(positions, n: int, box_size: float, weights=None, scheme: str = "ngp",
 
     grid, out_numpy = as_tensor(out, "out")
     check_float(grid, "out")
+    if out_numpy:
+        _check_numpy_out(out)
     if tuple(grid.shape) != (n, n, n):
         raise ValueError(f"out must have shape ({n}, {n}, {n}), got {tuple(grid.shape)}")
     if not grid.is_contiguous():

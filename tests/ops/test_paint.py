@@ -128,6 +128,28 @@ def test_out_numpy_and_cast(rng):
     np.testing.assert_allclose(grid.sum(), 20_000, rtol=1e-12)
 
 
+@pytest.mark.parametrize("make", [
+    lambda: np.zeros((8, 8, 16))[:, :, ::2],                 # non-contiguous
+    lambda: np.zeros((8, 8, 8), order="F"),                  # Fortran order
+    lambda: np.zeros((8, 8, 8), dtype=np.dtype(np.float64).newbyteorder("S")),  # swapped
+], ids=["strided", "fortran", "byteswapped"])
+def test_out_numpy_that_cannot_be_written_in_place_is_refused(rng, make):
+    # painting into a hidden copy would return ``out`` untouched
+    pos = rng.uniform(0, 5, (100, 3))
+    out = make()
+    with pytest.raises(ValueError, match="out"):
+        ops.paint(pos, 8, 5.0, out=out)
+    assert not out.any()
+
+
+def test_out_numpy_read_only_is_refused(rng):
+    pos = rng.uniform(0, 5, (100, 3))
+    out = np.zeros((8, 8, 8))
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        ops.paint(pos, 8, 5.0, out=out)
+
+
 def test_result_independent_of_thread_count(rng):
     pos = torch.tensor(clustered(rng, 300_000, 100.0), dtype=torch.float32)
     before = torch.get_num_threads()
