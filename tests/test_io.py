@@ -199,3 +199,63 @@ def test_fuzz_truncated_and_corrupted_files(tmp_path_factory, variant, data):
     except SnapshotError:
         return
     np.testing.assert_array_equal(out, original)
+
+
+def test_gadget4_counts_that_overflow_int64_are_a_snapshot_error(tmp_path, positions):
+    # two huge counts whose int64 sum wraps to 3000 - 2^63, keeping the POS marker consistent
+    (f,) = write_gadget(tmp_path / "g4", positions, BOX, flavour="gadget4")
+    raw = bytearray(f.read_bytes())
+    npart = np.frombuffer(raw[4:4 + 48], "<i8").copy()
+    npart[0] = npart[2] = 2**62
+    raw[4:4 + 48] = npart.tobytes()
+    (tmp_path / "overflow").write_bytes(bytes(raw))
+    _expect_error(tmp_path / "overflow", "truncated", length_unit="Mpc/h")
+
+
+def _swap_labels(path, a: bytes, b: bytes):
+    """Swaps two SnapFormat-2 (little-endian) block labels, each after its 8-byte marker."""
+    mark, tmp = np.array(8, "<u4").tobytes(), b"\x01tmp"
+    raw = path.read_bytes().replace(mark + a, mark + tmp).replace(mark + b, mark + a)
+    path.write_bytes(raw.replace(mark + tmp, mark + b))
+
+
+def test_positions_outside_the_box_are_a_snapshot_error(tmp_path, positions, rng):
+    vel = rng.normal(0, 300, positions.shape)
+    (f,) = write_gadget(tmp_path / "swapped", positions, BOX, snap_format=2, velocities=vel)
+    _swap_labels(f, b"POS ", b"VEL ")  # velocities now carry the POS label
+    _expect_error(f, "block 'POS '.*BoxSize", length_unit="Mpc/h")
+    (f,) = write_gadget(tmp_path / "small_box", positions, BOX / 2)
+    _expect_error(f, "the POS block", length_unit="Mpc/h")
+    (h,) = write_hdf5(tmp_path / "h", positions, BOX / 2, flavour="gadget4")
+    _expect_error(h, "PartType1/Coordinates")
+    np.save(tmp_path / "n.npy", positions)
+    _expect_error(tmp_path / "n.npy", "positions array", box_size=BOX / 2)
+    nan = positions.copy()
+    nan[7, 1] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
+    _expect_error(tmp_path / "nan.npy", "nan", box_size=BOX)
+
+
+def test_positions_on_the_box_edges_within_rounding_are_accepted(tmp_path, positions):
+    edge = positions.copy()
+    edge[0] = BOX * (1 + 1e-7)  # float32 rounding of a position just below BOX
+    edge[1] = -BOX * 1e-7
+    (f,) = write_gadget(tmp_path / "edge", edge, BOX)
+    assert len(open_snapshot(f, length_unit="Mpc/h").read_positions()) == len(edge)
+
+
+def test_swift_without_cosmology_needs_hubble(tmp_path, positions, caplog):
+    (f,) = write_hdf5(tmp_path / "ics", positions, BOX, flavour="swift", hubble=0.6774,
+                      cosmology_group=False)
+    with caplog.at_level(logging.WARNING, logger="lsscore.io"):
+        _expect_error(f, "without h.*hubble")
+    assert "does not state its length unit" not in caplog.text
+    snap = open_snapshot(f, hubble=0.6774)
+    assert snap.length_unit_source == "file" and snap.box_size == pytest.approx(BOX)
+    np.testing.assert_allclose(snap.read_positions(), positions, rtol=1e-12)
+    # the file's own h wins over the argument
+    (g,) = write_hdf5(tmp_path / "snap", positions, BOX, flavour="swift", hubble=0.6774)
+    assert open_snapshot(g, hubble=0.5).box_size == pytest.approx(BOX)
+    for bad in (-1.0, float("nan"), "x"):
+        with pytest.raises(ValueError, match="hubble"):
+            open_snapshot(f, hubble=bad)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import DEFAULT_CHUNK, Snapshot, SnapshotError, parse_length_unit
+from .base import DEFAULT_CHUNK, Snapshot, SnapshotError, parse_hubble, parse_length_unit
 from .gadget import open_gadget, write_gadget
 from .hdf5 import hdf5_parts, open_hdf5, write_hdf5
 from .numpy_io import open_numpy
@@ -21,7 +21,8 @@ __all__ = ["DEFAULT_CHUNK", "Snapshot", "SnapshotError", "open_snapshot", "write
            "write_hdf5"]
 
 
-def open_snapshot(path, length_unit: str | None = None, box_size: float | None = None) -> Snapshot:
+def open_snapshot(path, length_unit: str | None = None, box_size: float | None = None,
+                  hubble: float | None = None) -> Snapshot:
     """Opens a snapshot of any supported format (see the module docstring).
 
     Args:
@@ -29,12 +30,21 @@ def open_snapshot(path, length_unit: str | None = None, box_size: float | None =
         length_unit: 'Mpc/h' or 'kpc/h' for files that do not state their unit (ignored when
             the file does); without it the unit is guessed from BoxSize and the guess logged.
         box_size: the box side in Mpc/h, required for NumPy arrays.
+        hubble: h, for files that record lengths without h and do not give h themselves
+            (SWIFT initial conditions: `/Units` but no `/Cosmology`); the file's own h wins.
+            None or 0: not given.
+
+    Raises:
+        SnapshotError: naming the file, for anything unreadable; for positions outside the
+            box (raised while iterating); when h is needed and neither file nor caller gives it.
+        ValueError: a bad ``length_unit`` or ``hubble``.
     """
     path = Path(path)
     factor = parse_length_unit(length_unit)
+    hubble = parse_hubble(hubble)
     if path.suffix in (".npy", ".npz"):
         return open_numpy(path, box_size, factor)
     parts = hdf5_parts(path)
     if parts is not None:
-        return open_hdf5(parts, factor)
+        return open_hdf5(parts, factor, hubble)
     return open_gadget(path, factor)

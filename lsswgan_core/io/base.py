@@ -13,6 +13,8 @@ log = logging.getLogger("lsscore.io")
 DEFAULT_CHUNK = 1 << 20
 MPC_IN_CM = 3.085678e24
 LENGTH_UNITS = {"mpc/h": 1.0, "kpc/h": 1e-3}
+# positions may sit on the box edges up to rounding (float32 snapshots, wrapped in float32)
+BOX_RTOL = 1e-6
 
 
 class SnapshotError(ValueError):
@@ -31,6 +33,35 @@ def parse_length_unit(unit: str | None) -> float | None:
     if key not in LENGTH_UNITS:
         raise ValueError(f"length unit must be one of 'Mpc/h', 'kpc/h', got {unit!r}")
     return LENGTH_UNITS[key]
+
+
+def parse_hubble(hubble) -> float | None:
+    """The caller's h (None or 0 = not given), checked."""
+    if hubble is None:
+        return None
+    try:
+        value = float(hubble)
+    except (TypeError, ValueError):
+        raise ValueError(f"hubble must be a number, got {hubble!r}") from None
+    if value == 0:
+        return None
+    if not np.isfinite(value) or not 0 < value < 10:
+        raise ValueError(f"hubble (h = H0 / 100 km/s/Mpc) must be in (0, 10), got {hubble!r}")
+    return value
+
+
+def check_in_box(pos: np.ndarray, box_size: float, path, block: str) -> None:
+    """Refuses positions outside [0, box_size) beyond rounding: a block that is not positions
+    (say velocities under a swapped SnapFormat-2 label), a wrong BoxSize or a wrong unit
+    would otherwise be wrapped into the box by paint without a word."""
+    if pos.size == 0:
+        return
+    tol = BOX_RTOL * box_size
+    lo, hi = float(pos.min()), float(pos.max())
+    if not (lo >= -tol and hi < box_size + tol):  # also catches NaN
+        raise SnapshotError(path, f"{block}: positions must lie in [0, BoxSize = {box_size:.6g} "
+                            f"Mpc/h), found values in [{lo:.6g}, {hi:.6g}] (is it really the "
+                            "positions block, and are BoxSize and the length unit right?)")
 
 
 def guess_length_factor(box_size: float, path) -> float:
@@ -57,16 +88,24 @@ class Snapshot:
     length_unit_source: str = "file"     # 'file', 'argument' or 'guess'
 
     def iter_positions(self, ptype: int = 1, chunk: int = DEFAULT_CHUNK) -> Iterator[np.ndarray]:
-        """Yields (k, 3) float arrays of positions in Mpc/h, k <= chunk, file by file."""
+        """Yields (k, 3) float arrays of positions in Mpc/h, k <= chunk, file by file.
+
+        Raises:
+            SnapshotError: naming the file and block, when positions lie outside
+                ``[0, box_size)`` by more than ``BOX_RTOL * box_size``, or are not finite.
+        """
         if not 0 <= ptype < len(self.npart):
             raise ValueError(f"particle type must be in [0, {len(self.npart)}), got {ptype}")
         if chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
-        for raw in self._iter_raw(ptype, int(chunk)):
-            yield raw * self.length_factor if self.length_factor != 1.0 else raw
+        for path, block, raw in self._iter_raw(ptype, int(chunk)):
+            pos = raw * self.length_factor if self.length_factor != 1.0 else raw
+            check_in_box(pos, self.box_size, path, block)
+            yield pos
 
-    def _iter_raw(self, ptype: int, chunk: int) -> Iterator[np.ndarray]:  # pragma: no cover
-        raise NotImplementedError
+    def _iter_raw(self, ptype: int, chunk: int) -> Iterator[tuple[Path, str, np.ndarray]]:
+        """Yields (file, block name, (k, 3) positions in the file's unit)."""
+        raise NotImplementedError  # pragma: no cover
 
     def read_positions(self, ptype: int = 1) -> np.ndarray:
         """All positions of a type at once (small snapshots and tests only)."""

@@ -97,7 +97,7 @@ def _scan(path: Path) -> _FileLayout:
         npart = np.asarray(header["npart"], dtype=np.int64)
         if np.any(npart < 0):
             raise SnapshotError(path, f"negative particle counts in the header: {npart.tolist()}")
-        total = int(npart.sum())
+        total = sum(int(c) for c in npart)  # Python ints: int64 counts may overflow a sum
         if snap_format == 2:
             # find the POS block by its label
             while True:
@@ -187,17 +187,19 @@ class GadgetSnapshot(Snapshot):
             if count == 0:
                 continue
             dtype = np.dtype(lay.endian + ("f4" if lay.pos_itemsize == 4 else "f8"))
-            start = lay.pos_offset + 3 * lay.pos_itemsize * int(lay.npart[:ptype].sum())
+            start = lay.pos_offset + 3 * lay.pos_itemsize * sum(int(c) for c in lay.npart[:ptype])
+            block = "block 'POS '" if lay.snap_format == 2 else "the POS block"
             with open(lay.path, "rb") as f:
                 f.seek(start)
                 done = 0
                 while done < count:
                     k = min(chunk, count - done)
-                    block = np.fromfile(f, dtype=dtype, count=3 * k)
-                    if block.size != 3 * k:
+                    data = np.fromfile(f, dtype=dtype, count=3 * k)
+                    if data.size != 3 * k:
                         raise SnapshotError(lay.path, "truncated while reading positions")
                     done += k
-                    yield block.reshape(k, 3).astype(dtype.newbyteorder("="), copy=False)
+                    yield lay.path, block, data.reshape(k, 3).astype(dtype.newbyteorder("="),
+                                                                      copy=False)
 
 
 def open_gadget(path: Path, length_factor: float | None) -> GadgetSnapshot:

@@ -3,7 +3,8 @@
 
 Length units: Gadget-4 (and AREPO runs that write it) record `UnitLength_in_cm` in
 `/Parameters` or `/Header`, in units that include 1/h; SWIFT records `Unit length in cgs (U_L)`
-in `/Units` and writes lengths without h, converted here with the file's h (`/Cosmology`).
+in `/Units` and writes lengths without h, converted here with the file's h (`/Cosmology`) or,
+for files without one (initial conditions), the caller's; never a guessed one.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .base import MPC_IN_CM, Snapshot, SnapshotError, guess_length_factor
+from .base import MPC_IN_CM, Snapshot, SnapshotError, guess_length_factor, log
 
 _NUMBERED = re.compile(r"^(.*)\.(\d+)\.(hdf5|h5)$")
 
@@ -81,10 +82,11 @@ class HDF5Snapshot(Snapshot):
                 if dset.ndim != 2 or dset.shape[1] != 3:
                     raise SnapshotError(path, f"{name} has shape {dset.shape}, expected (N, 3)")
                 for start in range(0, dset.shape[0], chunk):
-                    yield np.asarray(dset[start:start + chunk])
+                    yield path, name, np.asarray(dset[start:start + chunk])
 
 
-def open_hdf5(parts: list[Path], length_factor: float | None) -> HDF5Snapshot:
+def open_hdf5(parts: list[Path], length_factor: float | None,
+              hubble: float | None = None) -> HDF5Snapshot:
     h5py = _h5py()
     for i, p in enumerate(parts):
         if not p.exists():
@@ -115,7 +117,7 @@ def open_hdf5(parts: list[Path], length_factor: float | None) -> HDF5Snapshot:
             if first is None:
                 first = facts
                 first["cosmology"], first["factor"], first["source"], first["flavour"] = \
-                    _units_and_cosmology(f, p, box)
+                    _units_and_cosmology(f, p, hubble)
             elif not np.array_equal(box, first["box"]) or facts["redshift"] != first["redshift"] \
                     and not (np.isnan(facts["redshift"]) and np.isnan(first["redshift"])):
                 raise SnapshotError(p, "BoxSize or Redshift differs from the first file")
@@ -144,17 +146,31 @@ def open_hdf5(parts: list[Path], length_factor: float | None) -> HDF5Snapshot:
                         length_unit_source=source)
 
 
-def _units_and_cosmology(f, path, box):
-    """(cosmology, length factor to Mpc/h, source, flavour) from the file's own records."""
+def _units_and_cosmology(f, path, hubble):
+    """(cosmology, length factor to Mpc/h, source, flavour) from the file's own records; h
+    from the caller (``hubble``) only where the file records lengths without h and gives no h."""
     header, params = f.get("Header"), f.get("Parameters")
-    if "Units" in f and "Cosmology" in f:  # SWIFT: lengths in U_L, no h
+    if "Units" in f:  # SWIFT: lengths in U_L, no h
         unit = _attr(f["Units"], "Unit length in cgs (U_L)")
-        h = _attr(f["Cosmology"], "h")
-        cosmo = {k: float(np.ravel(v)[0]) for k, v in f["Cosmology"].attrs.items()
-                 if np.size(v) == 1 and np.issubdtype(np.asarray(v).dtype, np.number)}
-        if unit is None or h is None:
-            raise SnapshotError(path, "SWIFT file without U_L in /Units or h in /Cosmology")
-        return cosmo, float(np.ravel(unit)[0]) / MPC_IN_CM * float(np.ravel(h)[0]), "file", "SWIFT"
+        if unit is None:
+            raise SnapshotError(path, "/Units has no 'Unit length in cgs (U_L)'")
+        group = f.get("Cosmology")
+        cosmo = {} if group is None else {
+            k: float(np.ravel(v)[0]) for k, v in group.attrs.items()
+            if np.size(v) == 1 and np.issubdtype(np.asarray(v).dtype, np.number)}
+        h = cosmo.get("h")
+        if h is None:
+            if hubble is None:
+                raise SnapshotError(path, "lengths are recorded in /Units without h and the file "
+                                    "gives no h (no /Cosmology h): pass hubble= (--hubble) to "
+                                    "convert them to Mpc/h")
+            h = cosmo["h"] = hubble
+        elif hubble is not None and not np.isclose(h, hubble, rtol=1e-6):
+            log.warning("%s: the file's h = %.6g is used, not the given hubble = %.6g",
+                        path, h, hubble)
+        if not np.isfinite(h) or h <= 0:
+            raise SnapshotError(path, f"h = {h} in /Cosmology is not a positive number")
+        return cosmo, float(np.ravel(unit)[0]) / MPC_IN_CM * h, "file", "SWIFT"
     cosmo = {}
     for group in (header, params):
         for key in ("Omega0", "OmegaLambda", "HubbleParam", "OmegaBaryon"):
@@ -172,10 +188,11 @@ def _units_and_cosmology(f, path, box):
 
 def write_hdf5(base, positions: np.ndarray, box_size: float, num_files: int = 1,
                flavour: str = "gadget", redshift: float = 0.0, hubble: float = 0.7,
-               unit_length_cm: float | None = None) -> list[Path]:
+               unit_length_cm: float | None = None, cosmology_group: bool = True) -> list[Path]:
     """Writes type-1 particles as an HDF5 snapshot of the given flavour ('gadget', 'gadget4',
     'swift'): `base.hdf5`, or `base.0.hdf5` ... when num_files > 1. For 'swift' the positions
-    are taken in Mpc/h and written in Mpc (no h), as SWIFT does."""
+    are taken in Mpc/h and written in Mpc (no h), as SWIFT does; without `cosmology_group` the
+    file has no /Cosmology (as SWIFT initial conditions)."""
     h5py = _h5py()
     n = len(positions)
     bounds = np.linspace(0, n, num_files + 1).astype(np.int64)
@@ -199,9 +216,10 @@ def write_hdf5(base, positions: np.ndarray, box_size: float, num_files: int = 1,
             if flavour == "swift":
                 header.attrs["BoxSize"] = np.full(3, box_size / hubble)
                 f.create_group("Units").attrs["Unit length in cgs (U_L)"] = MPC_IN_CM
-                cosmo = f.create_group("Cosmology")
-                cosmo.attrs["h"] = hubble
-                cosmo.attrs["Omega_m"] = 0.3
+                if cosmology_group:
+                    cosmo = f.create_group("Cosmology")
+                    cosmo.attrs["h"] = hubble
+                    cosmo.attrs["Omega_m"] = 0.3
                 pos = pos / hubble
             else:
                 header.attrs["BoxSize"] = box_size

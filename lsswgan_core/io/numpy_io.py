@@ -17,7 +17,7 @@ class NumpySnapshot(Snapshot):
             return
         array = _load(self.files[0])
         for start in range(0, array.shape[0], chunk):
-            yield np.asarray(array[start:start + chunk])
+            yield self.files[0], "the positions array", np.asarray(array[start:start + chunk])
 
 
 def _load(path: Path):
