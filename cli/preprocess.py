@@ -47,6 +47,9 @@ def _ints(ctx, param, value):
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="[data] workers (1).")
 @click.option("--length-unit", type=click.Choice(["Mpc/h", "kpc/h"], case_sensitive=False),
               default=None, help="[data] length_unit, for files that do not state their unit.")
+@click.option("--hubble", type=float, default=None,
+              help="[data] hubble: h, for files that record lengths without h and do not give "
+                   "it (SWIFT initial conditions without /Cosmology).")
 def preprocess(inputs, out, config_path, **options):
     """Paint each snapshot in INPUTS (one per simulation; any format open_snapshot reads),
     cut augmented cubes, apply the paper's transform and write OUT. Rerun the same command

@@ -46,6 +46,7 @@ class DataConfig:
     seed: int = 0
     workers: int = 1
     length_unit: str = ""         # "Mpc/h" or "kpc/h" for files that do not say; "" = ask the file
+    hubble: float = 0.0           # h for files that store lengths without h nor give it; 0 = none
     chunk: int = 1 << 20          # particles read and painted at a time
     transform_c: float = 11.0
     transform_s: float = 0.002
@@ -71,6 +72,9 @@ class DataConfig:
         _require(self.workers >= 1, "data.workers must be >= 1")
         _require(self.length_unit.lower() in ("", "mpc/h", "kpc/h"),
                  f"data.length_unit must be Mpc/h or kpc/h, got {self.length_unit!r}")
+        _require(self.hubble == 0 or (math.isfinite(self.hubble) and 0 < self.hubble < 10),
+                 f"data.hubble (h = H0 / 100 km/s/Mpc) must be in (0, 10), or 0 for not "
+                 f"given, got {self.hubble}")
         _require(self.chunk >= 1, "data.chunk must be >= 1")
         _require(self.transform_c > 0 and self.transform_s > 0,
                  "data.transform_c and data.transform_s must be positive")

@@ -1,6 +1,8 @@
 """`lsscore preprocess`: splits by simulation, the file's contents and attributes, resuming
 after a real kill, bad inputs, and the torch Dataset."""
+import importlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,8 +16,10 @@ from click.testing import CliRunner
 
 from lsscore.main import cli
 from lsswgan_core.data import DataConfig, Dataset, Transform, assign_splits, preprocess
-from lsswgan_core.io import write_gadget
+from lsswgan_core.io import write_gadget, write_hdf5
 from lsswgan_core.simulate import write_suite
+
+preprocess_module = importlib.import_module("lsswgan_core.data.preprocess")
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +120,67 @@ def test_resume_after_kill_gives_the_same_file(tmp_path, suite):
     for k in ref_data:
         assert np.array_equal(ref_data[k], data[k])
     assert {k: v for k, v in attrs.items()} == ref_attrs
+
+
+def test_resume_after_an_input_changed_recomputes_that_simulation(tmp_path, suite, monkeypatch):
+    sims = [str(shutil.copytree(p, tmp_path / "in" / os.path.basename(p))) for p in suite]
+    cfg = DataConfig(grid=32, cube=8, cubes_per_box=3, seed=5, length_unit="Mpc/h")
+    before_change = preprocess(sims, tmp_path / "old.h5", cfg, show_progress=False)
+    fast, stored = preprocess_module.cubes_of_simulation, []
+
+    def killed_after_two(path, index, *args):
+        if len(stored) == 2:
+            raise KeyboardInterrupt  # as a kill: the partial results stay
+        stored.append(index)
+        return fast(path, index, *args)
+
+    out = tmp_path / "d.h5"
+    monkeypatch.setattr(preprocess_module, "cubes_of_simulation", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        preprocess(sims, out, cfg, show_progress=False)
+    monkeypatch.undo()
+    assert stored == [0, 1] and (tmp_path / "d.h5.partial" / "sim_00000.npy").exists()
+    # sim 0's second file replaced by sim 1's: same size and header, other particles
+    part = tmp_path / "in" / os.path.basename(sims[0]) / "snapshot_000.1"
+    old = part.stat()
+    part.write_bytes((tmp_path / "in" / os.path.basename(sims[1]) / "snapshot_000.1").read_bytes())
+    os.utime(part, ns=(old.st_atime_ns, old.st_mtime_ns + 10**9))  # also on coarse clocks
+    assert part.stat().st_size == old.st_size
+    preprocess(sims, out, cfg, show_progress=False)
+    fresh = preprocess(sims, tmp_path / "fresh.h5", cfg, show_progress=False)
+    (data, attrs), (ref, ref_attrs) = _contents(out), _contents(fresh)
+    assert attrs == ref_attrs
+    for k in ref:
+        assert np.array_equal(data[k], ref[k])
+    stale, _ = _contents(before_change)
+    assert any(not np.array_equal(stale[k], ref[k]) for k in ref)  # the change mattered
+
+
+def test_hubble_for_files_that_record_lengths_without_h(tmp_path, rng):
+    pos = rng.uniform(0, 10.0, (4000, 3))
+    write_hdf5(tmp_path / "ics", pos, 10.0, flavour="swift", hubble=0.7, cosmology_group=False)
+    write_hdf5(tmp_path / "g4", pos, 10.0, flavour="gadget4")
+    args = ["--grid", "8", "--cube", "4", "--cubes-per-box", "2"]
+    result = CliRunner().invoke(cli, ["preprocess", str(tmp_path / "ics.hdf5"), *args,
+                                      "--out", str(tmp_path / "x.h5")])
+    assert result.exit_code != 0 and "--hubble" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "x.h5").exists()
+    result = CliRunner().invoke(cli, ["preprocess", str(tmp_path / "ics.hdf5"), *args,
+                                      "--hubble", "0.7", "--out", str(tmp_path / "x.h5")])
+    assert result.exit_code == 0, result.output
+    ref = preprocess([tmp_path / "g4.hdf5"], tmp_path / "ref.h5",
+                     DataConfig(grid=8, cube=4, cubes_per_box=2), show_progress=False)
+    assert np.array_equal(_contents(tmp_path / "x.h5")[0]["train"], _contents(ref)[0]["train"])
+    result = CliRunner().invoke(cli, ["preprocess", str(tmp_path / "ics.hdf5"), *args,
+                                      "--hubble", "nan", "--out", str(tmp_path / "y.h5")])
+    assert result.exit_code != 0 and "data.hubble" in result.output
+
+
+def test_output_in_a_missing_directory_is_one_line(tmp_path, suite):
+    result = CliRunner().invoke(cli, ["preprocess", suite[0], "--out",
+                                      str(tmp_path / "no" / "such" / "x.h5")])
+    assert result.exit_code != 0 and "does not exist" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "no").exists()
 
 
 def test_bad_inputs(tmp_path, suite, rng):

@@ -9,10 +9,12 @@ normalised by x_max of the train split, so it is applied once every simulation i
 
 Crash safety: each finished simulation's raw cubes go to `<out>.partial/sim_XXXXX.npy`,
 written under a temporary name and renamed, so a kill at any moment leaves only whole files
-(HDF5 itself is not safe against a kill mid-write). A rerun skips the simulations already
-there, and because each simulation's random numbers come from (seed, simulation index) alone,
-the result is the same as an uninterrupted run. The final file is written to `<out>.tmp` and
-renamed into place; then the partial directory is removed.
+(HDF5 itself is not safe against a kill mid-write). Next to it, `sim_XXXXX.json` records the
+size and modification time of every file of that simulation's snapshot, taken before it was
+read. A rerun skips the simulations already there whose input files are unchanged, and
+recomputes the others; because each simulation's random numbers come from (seed, simulation
+index) alone, the result is the same as an uninterrupted run on the current inputs. The final
+file is written to `<out>.tmp` and renamed into place; then the partial directory is removed.
 """
 from __future__ import annotations
 
@@ -81,7 +83,7 @@ def cubes_per_simulation(splits: dict[str, list[int]], cfg: DataConfig) -> dict[
 def cubes_of_simulation(path: str, index: int, cfg: DataConfig, box_size: float,
                         count: int) -> np.ndarray:
     """x = rho/rhobar cubes of one simulation: (count, cube, cube, cube) float32."""
-    snap = open_snapshot(path, length_unit=cfg.length_unit or None)
+    snap = _open(path, cfg)
     grid = np.zeros((cfg.grid,) * 3, dtype=np.float32)
     total = 0
     for block in snap.iter_positions(ptype=cfg.ptype, chunk=cfg.chunk):
@@ -114,7 +116,11 @@ def preprocess(inputs, out, cfg: DataConfig | None = None, show_progress: bool =
     if not inputs:
         raise ValueError("no input snapshots")
     out = Path(out)
-    box = _common_box_size(inputs, cfg)
+    if not out.parent.is_dir():
+        raise ValueError(f"{out}: the directory {out.parent} does not exist; create it first")
+    snaps = [_open(p, cfg) for p in inputs]
+    box = _common_box_size(inputs, snaps)
+    stamps = [_input_stamp(s) for s in snaps]
     splits = assign_splits(len(inputs), cfg.fractions(), cfg.seed)
     counts = cubes_per_simulation(splits, cfg)
     partial = _partial_dir(out, cfg, inputs)
@@ -122,13 +128,29 @@ def preprocess(inputs, out, cfg: DataConfig | None = None, show_progress: bool =
     def sim_file(index):
         return partial / f"sim_{index:05d}.npy"
 
-    todo = [i for i in range(len(inputs)) if not sim_file(i).exists()]
+    def stamp_file(index):
+        return partial / f"sim_{index:05d}.json"
+
+    def done(index):
+        try:
+            return sim_file(index).exists() and json.loads(stamp_file(index).read_text()) == \
+                stamps[index]
+        except (OSError, ValueError):
+            return False
+
+    todo = [i for i in range(len(inputs)) if not done(i)]
+    for i in todo:  # cubes of an input that has changed since are never reused
+        sim_file(i).unlink(missing_ok=True)
+        stamp_file(i).unlink(missing_ok=True)
     bar = Progress(len(inputs), "preprocess", enabled=show_progress)
     bar.update(len(inputs) - len(todo))
 
     def store(index, cubes):
         tmp = partial / f"sim_{index:05d}.tmp.npy"
         np.save(tmp, cubes)
+        tmp_stamp = partial / f"sim_{index:05d}.tmp.json"
+        tmp_stamp.write_text(json.dumps(stamps[index]))
+        os.replace(tmp_stamp, stamp_file(index))  # first: cubes are never without their stamp
         os.replace(tmp, sim_file(index))
         bar.update(1, f"sim {index}")
 
@@ -142,13 +164,30 @@ def preprocess(inputs, out, cfg: DataConfig | None = None, show_progress: bool =
     else:
         for i in todo:
             store(i, cubes_of_simulation(inputs[i], i, cfg, box, counts[i]))
+    changed = [inputs[i] for i in todo if _input_stamp(snaps[i]) != stamps[i]]
+    if changed:
+        raise ValueError(f"input files changed while they were read: {', '.join(changed)}; "
+                         "rerun to recompute those simulations")
     _write(out, cfg, inputs, box, splits, sim_file)
     shutil.rmtree(partial)
     return out
 
 
-def _common_box_size(inputs: list[str], cfg: DataConfig) -> float:
-    boxes = [open_snapshot(p, length_unit=cfg.length_unit or None).box_size for p in inputs]
+def _open(path: str, cfg: DataConfig):
+    return open_snapshot(path, length_unit=cfg.length_unit or None, hubble=cfg.hubble or None)
+
+
+def _input_stamp(snap) -> list:
+    """[path, size, mtime_ns] of every file a snapshot is read from: what a resume compares."""
+    stamp = []
+    for p in snap.files:
+        st = os.stat(p)
+        stamp.append([str(p), st.st_size, st.st_mtime_ns])
+    return stamp
+
+
+def _common_box_size(inputs: list[str], snaps) -> float:
+    boxes = [s.box_size for s in snaps]
     if not np.allclose(boxes, boxes[0], rtol=1e-6):
         raise ValueError("the inputs have different box sizes: " + ", ".join(
             f"{Path(p).name}={b:g}" for p, b in zip(inputs, boxes)) + " Mpc/h")
@@ -156,7 +195,8 @@ def _common_box_size(inputs: list[str], cfg: DataConfig) -> float:
 
 
 def _partial_dir(out: Path, cfg: DataConfig, inputs: list[str]) -> Path:
-    """`<out>.partial/`, stamped with the settings; a stamp of other settings is refused."""
+    """`<out>.partial/`, stamped with the settings; a stamp of other settings is refused.
+    (What the input files hold is stamped per simulation, see the module docstring.)"""
     partial = out.with_name(out.name + ".partial")
     settings = {**{k: v for k, v in asdict(cfg).items() if k != "workers"}, "inputs": inputs}
     fingerprint = json.dumps(settings, sort_keys=True, default=str)
