@@ -25,6 +25,7 @@ saved.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
@@ -130,7 +131,16 @@ def train(data, out, config: Config | str | Path | None = None, *, resume: bool 
         except DeviceError as exc:
             raise TrainingError(str(exc)) from None
         configure_cuda(device, config.train.tf32)
-        return _train(data, run, config, resume, device, dist, show_progress, max_epochs)
+        with contextlib.ExitStack() as held:
+            if dist.main:  # one process writes the run: the lock is rank 0's
+                try:
+                    held.enter_context(run.lock())
+                except RunError as exc:
+                    raise TrainingError(str(exc)) from None
+                if not resume and run.holds_run():  # one finished while we were starting
+                    raise TrainingError(f"{run.root} already holds a run; pass --resume to "
+                                        "continue it or choose another --out")
+            return _train(data, run, config, resume, device, dist, show_progress, max_epochs)
     finally:
         dist.close()
 

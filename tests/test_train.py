@@ -2,8 +2,10 @@
 non-finite losses, clear errors, DistributedDataParallel with 2 CPU processes, sampling."""
 import json
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,7 +21,7 @@ from lsswgan_core.config import DualityGapConfig, config_from_dict
 from lsswgan_core.data import Dataset, dataset as dataset_module
 from lsswgan_core.duality_gap import duality_gap
 from lsswgan_core.models import Critic, Generator
-from lsswgan_core.run import load_checkpoint, read_metrics
+from lsswgan_core.run import RunDir, load_checkpoint, read_metrics
 from lsswgan_core.train import TrainingError, train
 
 from ._datasets import write_dataset
@@ -221,6 +223,15 @@ def test_clear_errors(dataset, reference_run, tmp_path):
     with pytest.raises(TrainingError, match="fewer than one batch"):
         train(write_dataset(tmp_path / "few.h5", sizes=(3, 2, 2)), tmp_path / "r3", tiny_config(),
               show_progress=False)
+
+
+def test_a_second_trainer_of_a_locked_run_is_refused(dataset, tmp_path):
+    run = RunDir(tmp_path / "run")
+    with run.lock():  # as a live `lsscore train` into the same --out
+        with pytest.raises(TrainingError, match=rf"pid {os.getpid()} on host "
+                                                rf"{re.escape(socket.gethostname())}"):
+            train(dataset, run.root, tiny_config(), show_progress=False)
+        assert sorted(os.listdir(run.root)) == ["lock"]  # nothing written
 
 
 def test_sample_writes_transformed_and_physical_cubes(dataset, reference_run, tmp_path):
