@@ -225,6 +225,24 @@ def test_clear_errors(dataset, reference_run, tmp_path):
               show_progress=False)
 
 
+@pytest.mark.parametrize("damage, match", [
+    (lambda f: f.attrs.__setitem__("x_max", 0.0), "x_max = 0.0 is not a positive number"),
+    (lambda f: f.attrs.__setitem__("transform_x_max", -2.0), "transform_x_max = -2.0"),
+    (lambda f: f["train"].__setitem__((0, 0, 0, 0), 1.5), r"train holds values in .*1\.5.*\[0, 1\]"),
+    (lambda f: f["train"].__setitem__((1, 0, 0, 0), -0.25), r"-0\.25"),
+])
+def test_a_dataset_outside_the_transform_range_is_refused(tmp_path, damage, match):
+    path = write_dataset(tmp_path / "d.h5", sizes=(4, 2, 2), n=8)
+    assert len(Dataset(path).split("train")) == 4  # as written: accepted
+    with h5py.File(path, "r+") as f:
+        damage(f)
+    with pytest.raises(dataset_module.DatasetError, match=match):
+        Dataset(path).split("train")
+    with pytest.raises(TrainingError, match=match):
+        train(path, tmp_path / "run", tiny_config(), show_progress=False)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_a_second_trainer_of_a_locked_run_is_refused(dataset, tmp_path):
     run = RunDir(tmp_path / "run")
     with run.lock():  # as a live `lsscore train` into the same --out

@@ -2,7 +2,7 @@
 
     ds = Dataset("dataset.h5")
     ds.attrs, ds.transform, ds.splits            # {'train': 992, 'val': 128, 'dg': 128}
-    train = ds.split("train")                    # checked: 4-D, cubic, finite
+    train = ds.split("train")                    # checked: 4-D, cubic, finite, in range
     train.batch(torch.tensor([5, 1, 7]))         # (3, 1, n, n, n) float32, transformed values
     train.physical()                             # (M, n, n, n) float64 rho/rhobar
     train.torch_dataset()                        # a torch Dataset of (1, n, n, n) tensors
@@ -23,6 +23,7 @@ from ..config import DataConfig
 from .transform import Transform
 
 IN_MEMORY_LIMIT = 2 << 30   # bytes of a split held in memory; larger splits are read per batch
+RANGE_TOL = 1e-6            # rounding allowed around [0, 1] (float32 cubes)
 
 
 class DatasetError(ValueError):
@@ -123,8 +124,35 @@ class Split:
         self._data = None
         if self._dset.nbytes <= IN_MEMORY_LIMIT:
             self._data = torch.from_numpy(self._dset[...].astype(np.float32, copy=False))
-            if check_finite and not torch.isfinite(self._data).all():
-                raise DatasetError(f"{dataset.path}:{name} contains NaN or infinite values")
+            if check_finite:
+                self._check_values()
+
+    def _check_values(self) -> None:
+        """Values a run can train on: finite, transformed values >= 0 (x >= 0), and, for the
+        train split whose largest x defines x_max, <= 1; a recorded x_max positive."""
+        where = f"{self.dataset.path}:{self.name}"
+        if not torch.isfinite(self._data).all():
+            raise DatasetError(f"{where} contains NaN or infinite values")
+        for key in ("x_max", "transform_x_max"):
+            if key in self.dataset.attrs:
+                try:
+                    value = float(self.dataset.attrs[key])
+                except (TypeError, ValueError):
+                    value = float("nan")
+                if not (np.isfinite(value) and value > 0):
+                    raise DatasetError(f"{self.dataset.path}: {key} = "
+                                       f"{self.dataset.attrs[key]!r} is not a positive number; "
+                                       "the file is not a usable preprocessed dataset (rerun "
+                                       "lsscore preprocess)")
+        if self._data.numel() == 0:
+            return
+        lo, hi = float(self._data.min()), float(self._data.max())
+        top = 1 + RANGE_TOL if self.name == "train" else float("inf")
+        if lo < -RANGE_TOL or hi > top:
+            wanted = "[0, 1]" if self.name == "train" else ">= 0"
+            raise DatasetError(f"{where} holds values in [{lo:.6g}, {hi:.6g}], not {wanted} as "
+                               "the transform of lsscore preprocess gives; the file was not "
+                               "made by it or is damaged")
 
     def __len__(self):
         return int(self._dset.shape[0])
