@@ -23,14 +23,15 @@ import click
 def sample(checkpoint, n, out, physical, batch, sample_bn, seed, device):
     """Draw N cubes from the generator of CHECKPOINT and write them to OUT (dataset `samples`,
     with the dataset's transform attributes)."""
-    from lsswgan_core.sample import generate, write_samples  # noqa: PLC0415
+    from lsswgan_core.sample import check_output_dir, generate, write_samples  # noqa: PLC0415
     from lsswgan_core.run import RunError  # noqa: PLC0415
 
     try:
+        check_output_dir(out)  # before the work, not after
         cubes, attrs, rate = generate(checkpoint, n, batch=batch, physical=physical, seed=seed,
                                       device=device, show_progress=True, bn=sample_bn)
+        write_samples(out, cubes, attrs)
     except (RunError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    write_samples(out, cubes, attrs)
     click.echo(f"wrote {n} cubes to {out} ({'rho/rhobar' if physical else 'transformed'}); "
                f"{rate:.1f} cubes/s")

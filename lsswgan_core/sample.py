@@ -24,6 +24,37 @@ from .progress import Progress
 from .run import load_checkpoint, models_from_checkpoint
 
 
+def available_memory() -> int | None:
+    """Bytes this process can still allocate: MemAvailable, capped by a cgroup (v2) limit;
+    None where neither is known."""
+    sizes = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    sizes.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            sizes.append(max(0, int(limit) - used))
+    except (OSError, ValueError):
+        pass
+    return min(sizes) if sizes else None
+
+
+def check_memory(n: int, cube: int) -> None:
+    """Refuses to allocate n float32 cubes of cube^3 cells that do not fit in memory."""
+    need = n * cube**3 * 4
+    have = available_memory()
+    if have is not None and need > have:
+        raise ValueError(f"{n} cubes of {cube}^3 float32 need {need / 2**30:.4g} GiB, more than "
+                         f"the {have / 2**30:.4g} GiB of memory available; ask for fewer cubes "
+                         "(--n-cubes) and write several files")
+
+
 @torch.no_grad()
 def standing_statistics(generator, batches: int, batch_size: int, rng: torch.Generator,
                         device="cpu") -> None:
@@ -46,11 +77,13 @@ def generate(checkpoint, n: int, *, batch: int | None = None, physical: bool = F
              seed: int = 0, device: str = "cpu", show_progress: bool = False,
              bn: str | None = None):
     """(cubes (n, c, c, c) float32 ndarray, attributes dict, cubes per second).
-    bn: 'standing' or 'batch' overrides the run's model.sample_bn."""
+    bn: 'standing' or 'batch' overrides the run's model.sample_bn. Raises ValueError, before
+    allocating, when the n cubes do not fit in the memory available."""
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     ckpt = load_checkpoint(checkpoint, map_location=device)
     _, generator, cfg, attrs = models_from_checkpoint(ckpt, device)
+    check_memory(n, cfg.model.cube)
     batch = batch or cfg.train.batch_size
     bn = bn or cfg.model.sample_bn
     if bn not in ("standing", "batch"):
@@ -87,11 +120,19 @@ def generate(checkpoint, n: int, *, batch: int | None = None, physical: bool = F
     return out, meta, rate
 
 
+def check_output_dir(path) -> None:
+    """A ValueError when the directory of the output file `path` does not exist."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ValueError(f"{path}: the directory {path.parent} does not exist; create it first")
+
+
 def write_samples(path, cubes: np.ndarray, attrs: dict) -> Path:
     """Write `samples` (n, c, c, c) with the attributes, to a temporary name then rename."""
     import h5py  # noqa: PLC0415
 
     path = Path(path)
+    check_output_dir(path)
     tmp = path.with_name(path.name + ".tmp")
     with h5py.File(tmp, "w") as f:
         c = cubes.shape[1]

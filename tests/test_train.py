@@ -243,6 +243,31 @@ def test_a_dataset_outside_the_transform_range_is_refused(tmp_path, damage, matc
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_sample_refuses_what_cannot_be_done_in_one_line(reference_run, tmp_path):
+    from click.testing import CliRunner
+
+    from lsscore.main import cli
+
+    ckpt = reference_run / "checkpoints" / "last.pt"
+    res = CliRunner().invoke(cli, ["sample", "--checkpoint", str(ckpt), "--n-cubes",
+                                   str(10**12), "--out", str(tmp_path / "s.h5")])
+    assert res.exit_code == 1 and "of memory available" in res.output, res.output
+    res = CliRunner().invoke(cli, ["sample", "--checkpoint", str(ckpt), "--n", "2", "--out",
+                                   str(tmp_path / "no" / "s.h5")])
+    assert res.exit_code == 1 and "does not exist" in res.output, res.output
+    # the right keys with tensors of other shapes
+    bad = load_checkpoint(ckpt)
+    for key in ("generator", "generator_ema"):
+        if key in bad:
+            name = next(iter(bad[key]))
+            bad[key][name] = torch.zeros(3, 1)
+    torch.save(bad, tmp_path / "shapes.pt")
+    res = CliRunner().invoke(cli, ["sample", "--checkpoint", str(tmp_path / "shapes.pt"), "--n",
+                                   "2", "--out", str(tmp_path / "s.h5")])
+    assert res.exit_code == 1 and "do not fit its model config" in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "s.h5").exists()
+
+
 def test_a_second_trainer_of_a_locked_run_is_refused(dataset, tmp_path):
     run = RunDir(tmp_path / "run")
     with run.lock():  # as a live `lsscore train` into the same --out
