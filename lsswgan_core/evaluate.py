@@ -137,7 +137,10 @@ def load_split(data, split: str):
     if len(part) < 2:
         raise DatasetError(f"{data}: the {split!r} split has {len(part)} cubes; "
                            "at least 2 are needed for means and spreads")
-    return part.physical(), dataset.attrs, dataset.transform
+    real = part.physical()
+    if not np.isfinite(real).all():
+        raise DatasetError(f"{data}: the {split!r} split contains NaN or infinite values")
+    return real, dataset.attrs, dataset.transform
 
 
 def evaluate(checkpoint, data, out, *, split: str | None = None, n: int | None = None,

@@ -2,6 +2,7 @@
 and clear messages (with what can still be made) when an input is missing."""
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -49,6 +50,17 @@ def test_report_contents_and_figures(run, tmp_path):
         assert block["frechet_distance"] is not None and block["frechet_distance"] >= 0
     assert len(on_disk["duality_gap"]) == 1
     assert on_disk["training"]["epochs"] == 1 and on_disk["training"]["seconds"] > 0
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_split_with_nan_or_inf_is_a_problem_not_a_traceback(run, tmp_path, bad):
+    root, data = run
+    damaged = shutil.copy(data, tmp_path / "damaged.h5")
+    with h5py.File(damaged, "r+") as f:
+        f["val"][2, 1, 1, 1] = bad
+    m = evaluate(root / "run" / "checkpoints" / "last.pt", damaged, tmp_path / "out", n=4)
+    assert "summaries" not in m
+    assert any("'val' split" in p and "NaN or infinite" in p for p in m["problems"]), m["problems"]
 
 
 def test_summaries_physics():
