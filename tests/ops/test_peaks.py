@@ -67,6 +67,15 @@ def test_nan_is_never_a_peak_and_blocks_its_neighbours(device):
     assert torch.equal(mask, find_peaks_reference(field, 2, "periodic"))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("boundary", ["periodic", "open"])
+def test_an_all_nan_field_has_no_peaks(device, dtype, boundary):
+    field = torch.full((2, 7, 7, 7), float("nan"), dtype=dtype, device=device)
+    field[1, 3, 3, 3] = 1.0  # a lone finite voxel among NaN: its comparisons fail too
+    mask = ops.find_peaks(field, boundary=boundary)
+    assert mask.shape == field.shape and mask.dtype == torch.bool and not mask.any()
+
+
 def test_batched_equals_per_sample(rng, device):
     field = torch.tensor(rng.normal(size=(3, 2, 10, 10, 10)), device=device)
     batched = ops.find_peaks(field, boundary="open")
