@@ -229,10 +229,19 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--trend", choices=list(VARIANTS), default=None,
                         help="also train this variant for 4x the budget and evaluate it at 1x, 2x, 4x")
+    parser.add_argument("--trend-only", action="store_true",
+                        help="only the --trend run (its rows go to OUT/trend.json)")
     args = parser.parse_args()
     set_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     data = args.data or make_data(args.out / "data")
+    if args.trend_only:
+        rows = trend(args.trend or "c", data, args.out, args.budget, args.split)
+        print_table(rows, ["budget", "epoch"] + METRICS)
+        write_json(args.out / "trend.json", {"budget_seconds": args.budget, "split": args.split,
+                                             "variant": VARIANTS[args.trend or "c"][0],
+                                             "trend": rows})
+        return
     t0 = time.perf_counter()
     rows = []
     for seed in args.seeds:
