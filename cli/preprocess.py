@@ -8,22 +8,16 @@ from pathlib import Path
 import click
 
 
-def _floats(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return tuple(float(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter("expected comma-separated numbers like 0.8,0.1,0.1") from None
-
-
-def _ints(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return tuple(int(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter("expected three cube counts like 992,128,128") from None
+def _numbers(cast, example):
+    """A click callback: comma-separated numbers -> a tuple (None stays None)."""
+    def parse(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            return tuple(cast(v) for v in value.split(","))
+        except ValueError:
+            raise click.BadParameter(f"expected comma-separated numbers like {example}") from None
+    return parse
 
 
 @click.command()
@@ -36,12 +30,12 @@ def _ints(ctx, param, value):
 @click.option("--cubes-per-box", type=click.IntRange(min=1), default=None,
               help="[data] cubes_per_box: this many cubes from every simulation (default: "
                    "none, split-cubes decides).")
-@click.option("--split-cubes", callback=_ints, default=None,
+@click.option("--split-cubes", callback=_numbers(int, "992,128,128"), default=None,
               help="[data] split_cubes: train,val,dg cube counts spread evenly over each "
                    "split's simulations (the paper's 992,128,128).")
 @click.option("--scheme", type=click.Choice(["ngp", "cic", "tsc"]), default=None,
               help="[data] scheme (ngp).")
-@click.option("--split-fractions", callback=_floats, default=None,
+@click.option("--split-fractions", callback=_numbers(float, "0.8,0.1,0.1"), default=None,
               help="[data] split_fractions: train,val,dg fractions of the simulations (0.8,0.1,0.1).")
 @click.option("--seed", type=int, default=None, help="[data] seed (0).")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="[data] workers (1).")
