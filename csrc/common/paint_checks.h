@@ -80,13 +80,20 @@ inline void check_paint_args(const at::Tensor& positions, const c10::optional<at
   check_cell_size(box_size, n);
 }
 
+// The particles and the grid they are painted into or read from (`name` in messages).
+inline void check_particles_on_grid(const at::Tensor& grid, const at::Tensor& positions,
+                                    const c10::optional<at::Tensor>& weights, double box_size,
+                                    int64_t order, const char* name) {
+  check_particles(positions, weights, box_size, order);
+  check_field(grid, positions, name);
+  check_cell_size(box_size, grid.size(0));
+}
+
 // paint_into: the particles and the grid it accumulates into.
 inline void check_paint_into_args(const at::Tensor& grid, const at::Tensor& positions,
                                   const c10::optional<at::Tensor>& weights, double box_size,
                                   int64_t order) {
-  check_particles(positions, weights, box_size, order);
-  check_field(grid, positions, "grid");
-  check_cell_size(box_size, grid.size(0));
+  check_particles_on_grid(grid, positions, weights, box_size, order, "grid");
   TORCH_CHECK(grid.is_contiguous(), "grid (out=) must be contiguous");
 }
 
@@ -94,9 +101,7 @@ inline void check_paint_into_args(const at::Tensor& grid, const at::Tensor& posi
 inline void check_readout_args(const at::Tensor& field, const at::Tensor& positions,
                                const c10::optional<at::Tensor>& weights, double box_size,
                                int64_t order) {
-  check_particles(positions, weights, box_size, order);
-  check_field(field, positions, "field");
-  check_cell_size(box_size, field.size(0));
+  check_particles_on_grid(field, positions, weights, box_size, order, "field");
 }
 
 }  // namespace lss
