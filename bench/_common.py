@@ -87,3 +87,31 @@ def write_json(path: Path, payload: dict) -> None:
     payload = {"machine": machine(), **payload}
     path.write_text(json.dumps(payload, indent=2))
     print(f"wrote {path}")
+
+
+_COPY_BANDWIDTH: dict[int, float] = {}
+
+
+def copy_bandwidth(mib: int = 256, repeats: int = 5) -> float:
+    """The machine's measured copy bandwidth in bytes/s at the current thread count: a
+    `torch.Tensor.copy_` of `mib` MiB (float32), counting one read and one write per byte.
+    Measured once per thread count per process; the roofline's denominator."""
+    threads = torch.get_num_threads()
+    if threads not in _COPY_BANDWIDTH:
+        src = torch.ones(mib * 2**20 // 4)
+        dst = torch.empty_like(src)
+        t = median_time(lambda: dst.copy_(src), repeats=repeats, warmup=1)
+        _COPY_BANDWIDTH[threads] = 2 * src.numel() * 4 / t
+    return _COPY_BANDWIDTH[threads]
+
+
+def roofline(bytes_moved: float, seconds: float) -> dict:
+    """A kernel's achieved bandwidth (its compulsory bytes: inputs read once, outputs written
+    once, over its wall time) and that as a fraction of the measured copy bandwidth."""
+    achieved = bytes_moved / seconds
+    return {"GB/s": achieved / 1e9, "of_copy": achieved / copy_bandwidth()}
+
+
+def thread_counts() -> list[int]:
+    """1, 2 and all cores of this machine (deduplicated, ascending)."""
+    return sorted({1, 2, os.cpu_count() or 1})
