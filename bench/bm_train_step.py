@@ -6,6 +6,13 @@ of the summary loss (target: at most 0.15); `summary_share` = (the summary loss 
 forward and backward) / (a generator step without it), the same cost measured directly
 and less exposed to the step's timing noise.
 
+The critic step is also measured against the plain three-call WGAN-GP step on the same
+models, interleaved (`critic_vs_plain` = lsscore's step / the plain step - 1; target at most
+0.05): the plain step calls the critic on the real, the generated and the interpolated batch
+separately and differentiates the penalty through the interpolated call only. `one_call`
+is the formulation lsscore used before (the three batches concatenated in one call, whose
+penalty double backward runs over all three thirds), kept here as the before.
+
     python bench/bm_train_step.py [--quick] [--device cuda] [--bf16]
 """
 from __future__ import annotations
@@ -22,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import median_time, print_table, set_threads, write_json  # noqa: E402
 
 from lsswgan_core.config import SummaryConfig  # noqa: E402
-from lsswgan_core.losses import critic_loss, summary_loss  # noqa: E402
+from lsswgan_core.losses import _interpolate, _penalty, critic_loss, summary_loss  # noqa: E402
 from lsswgan_core.models import Critic, Generator  # noqa: E402
 
 
@@ -88,6 +95,59 @@ def steps(width, batch, device, bf16, repeats):
             "summary_share": t_s / t_g}
 
 
+def _plain_critic_loss(critic, real, fake, gp_lambda=10.0):
+    """The textbook step: three critic calls, the penalty through the interpolated one."""
+    fake = fake.detach()
+    x_hat = _interpolate(real, fake, None)
+    d_real, d_fake = critic(real).squeeze(1), critic(fake).squeeze(1)
+    gp = _penalty(critic(x_hat).squeeze(1), x_hat)
+    return (d_fake - d_real + gp_lambda * gp).mean()
+
+
+def _one_call_critic_loss(critic, real, fake, gp_lambda=10.0):
+    """lsscore's step before: real, fake and interpolated cubes concatenated in one call."""
+    b, fake = real.shape[0], fake.detach()
+    x_hat = _interpolate(real, fake, None)
+    out = critic(torch.cat([real, fake, x_hat])).squeeze(1)
+    gp = _penalty(out[2 * b:], x_hat)
+    return (out[b:2 * b] - out[:b] + gp_lambda * gp).mean()
+
+
+def critic_steps(width, batch, device, repeats):
+    """Seconds per critic step (loss, backward, Adam) of lsscore's critic loss, the plain
+    three-call step and the one-call step, on the same models and batches, interleaved."""
+    torch.manual_seed(0)
+    critic = Critic(width).to(device)
+    opt = torch.optim.Adam(critic.parameters(), 1e-4, betas=(0.0, 0.9))
+    real = torch.rand(batch, 1, 32, 32, 32, device=device) ** 4
+    fake = torch.rand(batch, 1, 32, 32, 32, device=device) ** 4
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    losses = {"lsscore": lambda: critic_loss(critic, real, fake)[0],
+              "plain": lambda: _plain_critic_loss(critic, real, fake),
+              "one_call": lambda: _one_call_critic_loss(critic, real, fake)}
+
+    def step(loss_fn):
+        loss = loss_fn()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sync()
+
+    times = {k: [] for k in losses}
+    for k in losses:
+        step(losses[k])
+    for _ in range(repeats):
+        for k, fn in losses.items():
+            t0 = time.perf_counter()
+            step(fn)
+            times[k].append(time.perf_counter() - t0)
+    t = {k: statistics.median(v) for k, v in times.items()}
+    return {"width": width, "batch": batch, "device": device, "lsscore_s": t["lsscore"],
+            "plain_s": t["plain"], "one_call_s": t["one_call"],
+            "critic_vs_plain": t["lsscore"] / t["plain"] - 1,
+            "one_call_vs_plain": t["one_call"] / t["plain"] - 1}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -105,8 +165,12 @@ def main(argv=None):
     print_table(rows, ["width", "batch", "device", "bf16", "critic_step_s", "generator_step_s",
                        "generator_step_summary_s", "summary_loss_s", "summary_overhead",
                        "summary_share"])
-    write_json(args.out, {"rows": rows})
-    return rows
+    critic_rows = [critic_steps(w, 16, args.device, 2 * repeats + 1) for w in widths]
+    print()
+    print_table(critic_rows, ["width", "batch", "device", "lsscore_s", "plain_s", "one_call_s",
+                              "critic_vs_plain", "one_call_vs_plain"])
+    write_json(args.out, {"rows": rows, "critic_rows": critic_rows})
+    return rows + critic_rows
 
 
 if __name__ == "__main__":

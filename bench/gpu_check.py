@@ -579,7 +579,7 @@ def _state(c: Check, cfg, autocast, fused: bool = False, channels_last: bool = F
         opt_critic=torch.optim.Adam(critic.parameters(), oc.lr_critic or oc.lr, **adam),
         opt_generator=torch.optim.Adam(generator.parameters(), oc.lr_generator or oc.lr, **adam),
         reporter=Reporter(None),
-        dataset_attrs="{}", critic_ddp=critic, generator_ddp=generator, autocast=autocast)
+        dataset_attrs="{}", generator_ddp=generator, autocast=autocast)
 
 
 def _real(c: Check, batch: int, gen) -> torch.Tensor:

@@ -70,6 +70,36 @@ class Distributed:
         ids = [torch.device(device).index] if device.startswith("cuda") else None
         return DistributedDataParallel(model, device_ids=ids)
 
+    def broadcast_module(self, model) -> None:
+        """Rank 0's parameters and buffers onto every rank (the replicas start equal)."""
+        if not self.active:
+            return
+        import torch.distributed as dist  # noqa: PLC0415
+
+        with torch.no_grad():
+            for t in list(model.parameters()) + list(model.buffers()):
+                dist.broadcast(t.data, src=0)
+
+    def average_gradients(self, model) -> None:
+        """Every parameter gradient replaced by its mean over the ranks, in one flat
+        all-reduce: what DistributedDataParallel does, for a model that it cannot wrap (the
+        critic, whose loss calls it twice before one backward). Parameters without a
+        gradient are skipped; every rank has the same set."""
+        if not self.active:
+            return
+        import torch.distributed as dist  # noqa: PLC0415
+
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+
     def all_finite(self, *values: torch.Tensor) -> bool:
         ok = torch.tensor([float(all(bool(torch.isfinite(v).all()) for v in values))])
         if self.active:

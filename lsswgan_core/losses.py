@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.nn.utils import parametrize
 
 from .config import SummaryConfig
 from .ops import power_spectrum, soft_histogram
@@ -59,19 +60,25 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor,
 def critic_loss(critic, real, fake, gp_lambda: float = 10.0, rng=None):
     """(loss, wasserstein estimate E D(real) - E D(fake), mean gradient penalty).
 
-    The real, fake and interpolated batches go through the critic in one call: one
-    spectral-norm power iteration per step, and one forward per backward, which is what
-    DistributedDataParallel expects (the penalty's double backward then works under it)."""
+    Two critic calls: the real and generated cubes together, then the interpolated ones,
+    whose call alone carries the penalty's double backward (it costs what the plain
+    three-call step costs). Both calls share one spectral-norm power iteration (the
+    normalised weights are computed once, under `parametrize.cached`). The critic is the
+    bare module: under torchrun the training loop averages its gradients itself
+    (`Distributed.average_gradients`), since DistributedDataParallel expects one forward
+    per backward."""
     b = real.shape[0]
     fake = fake.detach()
     x_hat = _interpolate(real, fake, rng)
-    x = torch.cat([real, fake, x_hat])
-    # a minibatch-statistics critic keeps the three groups apart and holds the interpolates'
-    # statistic constant, so that the penalty stays per sample
-    out = (critic(x, groups=3, detach=(2,)) if _has_minibatch_std(critic) else critic(x))
+    mbstd = _has_minibatch_std(critic)
+    with parametrize.cached():
+        # a minibatch-statistics critic keeps real and generated cubes apart and holds the
+        # interpolates' statistic constant, so that the penalty stays per sample
+        out = critic(torch.cat([real, fake]), groups=2) if mbstd else critic(torch.cat([real, fake]))
+        d_hat = critic(x_hat, groups=1, detach=(0,)) if mbstd else critic(x_hat)
     out = out.squeeze(1).float()
-    d_real, d_fake, d_hat = out[:b], out[b:2 * b], out[2 * b:]
-    gp = _penalty(d_hat, x_hat)
+    d_real, d_fake = out[:b], out[b:]
+    gp = _penalty(d_hat.squeeze(1).float(), x_hat)
     loss = (d_fake - d_real + gp_lambda * gp).mean()
     return loss, (d_real - d_fake).mean().detach(), gp.mean().detach()
 

@@ -15,13 +15,14 @@ atomically at the end of every epoch) therefore replays the unfinished epoch exa
 ends with the same weights as an uninterrupted run (on the CPU; GPU kernels may not be
 bitwise deterministic). `metrics.jsonl` is cut back to what the checkpoint had seen.
 
-Many processes: under `torchrun` the critic and the generator are wrapped in
-DistributedDataParallel; each rank takes every world-th cube of the shared permutation, so
-one epoch still covers the split once. The critic sees real, fake and interpolated cubes in
-one forward call, so the gradient penalty's double backward happens inside one DDP
-forward/backward pair. Rank 0 writes the run directory and computes the duality gap;
-BatchNorm running statistics are per-rank between DDP's buffer broadcasts, and rank 0's are
-saved.
+Many processes: under `torchrun` the generator is wrapped in DistributedDataParallel and
+the critic is not: its loss calls it twice before one backward (see `losses.critic_loss`),
+so after the backward the loop averages its gradients over the ranks in one flat
+all-reduce (`Distributed.average_gradients`), and its replicas start from rank 0's
+parameters and buffers. Each rank takes every world-th cube of the shared permutation, so
+one epoch still covers the split once. Rank 0 writes the run directory and computes the
+duality gap; BatchNorm running statistics are per-rank between DDP's buffer broadcasts,
+and rank 0's are saved.
 """
 from __future__ import annotations
 
@@ -75,7 +76,6 @@ class TrainState:
     opt_generator: torch.optim.Optimizer
     reporter: Reporter
     dataset_attrs: str
-    critic_ddp: torch.nn.Module = None
     generator_ddp: torch.nn.Module = None
     autocast: object = None
     critic_step: int = 0
@@ -280,7 +280,7 @@ def _train(data, run, config, resume, device, dist, show_progress, max_epochs):
     if dist.main and not resume and tc.checkpoint_every > 0:   # the untrained models
         save_checkpoint(run.epoch_checkpoint(0), state.payload(0))
     dist.barrier()
-    state.critic_ddp = dist.wrap(state.critic, device)
+    dist.broadcast_module(state.critic)      # its gradients are averaged by hand
     state.generator_ddp = dist.wrap(state.generator, device)
     state.autocast = torch.autocast("cuda", dtype=torch.bfloat16,
                                     enabled=device.startswith("cuda") and tc.bf16)
@@ -330,9 +330,10 @@ def critic_step(state: TrainState, real: torch.Tensor, rng: torch.Generator, epo
     with torch.no_grad(), state.autocast:
         fake = state.generator_ddp(z).float()
     with state.autocast:
-        loss, wasserstein, gp = critic_loss(state.critic_ddp, real, fake, cfg.train.gp_lambda, rng)
+        loss, wasserstein, gp = critic_loss(state.critic, real, fake, cfg.train.gp_lambda, rng)
     state.opt_critic.zero_grad(set_to_none=True)
     loss.backward()
+    state.dist.average_gradients(state.critic)
     norm = _grad_norm(state.critic.parameters())
     if not state.dist.all_finite(loss, norm):
         _stop(state, epoch, i, "critic")

@@ -1,5 +1,6 @@
-"""Run under `torchrun --nproc-per-node 2`: the critic loss with its gradient penalty under
-DistributedDataParallel must give every rank the gradient that one process computes on
+"""Run under `torchrun --nproc-per-node 2`: the critic loss with its gradient penalty, its
+gradients averaged over the ranks as the training loop does (`Distributed.average_gradients`,
+not DistributedDataParallel), must give every rank the gradient that one process computes on
 the union of the ranks' batches (the mean of the per-rank gradients). Exits non-zero and
 says why when it does not."""
 import copy
@@ -7,8 +8,8 @@ import sys
 
 import torch
 import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
 
+from lsswgan_core.distributed import Distributed
 from lsswgan_core.losses import critic_loss
 from lsswgan_core.models import Critic
 
@@ -19,15 +20,16 @@ def batches(rank):
 
 
 def main():
-    dist.init_process_group("gloo")
+    group = Distributed("cpu")        # gloo, from torchrun's environment
     rank, world = dist.get_rank(), dist.get_world_size()
-    torch.manual_seed(0)
-    critic = Critic(width=0.125)
+    torch.manual_seed(rank)           # different replicas: broadcast_module must align them
+    critic = Critic(width=0.125, minibatch_std=True)
+    group.broadcast_module(critic)
     reference = copy.deepcopy(critic)
-    ddp = DistributedDataParallel(critic)
     real, fake = batches(rank)
-    loss, _, gp = critic_loss(ddp, real, fake, 10.0, torch.Generator().manual_seed(7 + rank))
+    loss, _, gp = critic_loss(critic, real, fake, 10.0, torch.Generator().manual_seed(7 + rank))
     loss.backward()
+    group.average_gradients(critic)
     assert gp > 0
     # one process, every rank's batch with the same interpolation draws, averaged
     total = 0
