@@ -36,9 +36,15 @@ _register()
 
 
 def main():
-    """Console entry point: a missing or stale build is a one-line message, not a trace."""
+    """Console entry point: a missing or stale build, or a file that cannot be read or written
+    (disk full, file too large, quota, permission, path), is a one-line message, not a trace."""
     try:
         cli(standalone_mode=True)
     except ImportError as exc:  # lsswgan_core.BuildError included
         click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        from lsswgan_core.files import describe  # noqa: PLC0415
+
+        click.echo(f"Error: {describe(exc)}", err=True)
         sys.exit(1)

@@ -38,6 +38,9 @@ def paint(positions, box_size, n, scheme, out):
                       out=grid)
     except (RuntimeError, ValueError, TypeError) as exc:
         raise click.ClickException(str(exc).splitlines()[0]) from None
-    np.save(out, grid)
+    from lsswgan_core.files import atomic_file  # noqa: PLC0415
+
+    with atomic_file(out) as f:
+        np.save(f, grid)
     click.echo(f"painted {pos.shape[0]} particles ({scheme}) onto {n}^3 -> {out}; "
                f"total mass {grid.sum(dtype=np.float64):.6g}")

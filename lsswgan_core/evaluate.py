@@ -36,6 +36,7 @@ import torch
 
 from .config import EvaluateConfig
 from .data.dataset import Dataset, DatasetError
+from .files import write_text
 from .ops import find_peaks, power_spectrum
 from .run import RunDir, RunError, config_of_checkpoint, load_checkpoint, read_metrics
 from .sample import generate
@@ -175,7 +176,7 @@ def evaluate(checkpoint, data, out, *, split: str | None = None, n: int | None =
         figures += _training_figures(records, metrics, problems, out)
     metrics["figures"] = [str(p) for p in figures if p is not None]
     metrics["problems"] = problems
-    (out / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=1))
+    write_text(out / "metrics.json", json.dumps(_jsonable(metrics), indent=1))
     return metrics
 
 

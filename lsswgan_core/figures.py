@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import atomic_file
+
 REAL, FAKE = "#1f4e79", "#c0504d"
 
 
@@ -21,9 +23,14 @@ def _plt():
 
 
 def _save(fig, path) -> Path:
+    """The PNG, written atomically (lsswgan_core.files): a failed write leaves the previous
+    figure and raises WriteError."""
     path = Path(path)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    _plt().close(fig)
+    try:
+        with atomic_file(path) as f:
+            fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        _plt().close(fig)
     return path
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from .config import Config, ConfigError, config_from_dict, config_to_toml, load_config
+from .files import atomic_file, write_text
 from .models import Critic, Generator
 
 CHECKPOINT_FORMAT = 1
@@ -58,8 +59,8 @@ class RunDir:
     def start(self, config: Config) -> None:
         """Create the layout for a new run: config.toml and an empty metrics.jsonl."""
         self.checkpoints.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(config_to_toml(config))
-        self.metrics.write_text("")
+        write_text(self.config, config_to_toml(config))
+        write_text(self.metrics, "")
 
     def load_config(self) -> Config:
         try:
@@ -203,14 +204,10 @@ def read_metrics(path) -> list[dict]:
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:
-    """torch.save to a temporary name in the same directory, fsync, then rename."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    """torch.save to a temporary name in the same directory, fsync, then rename
+    (lsswgan_core.files: a failed write raises WriteError and leaves the previous file)."""
+    with atomic_file(path) as f:
         torch.save({"format": CHECKPOINT_FORMAT, **payload}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:

@@ -12,7 +12,6 @@ exact inverse.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from .data.transform import Transform
+from .files import atomic_hdf5
 from .progress import Progress
 from .run import load_checkpoint, models_from_checkpoint
 
@@ -128,17 +128,17 @@ def check_output_dir(path) -> None:
 
 
 def write_samples(path, cubes: np.ndarray, attrs: dict) -> Path:
-    """Write `samples` (n, c, c, c) with the attributes, to a temporary name then rename."""
-    import h5py  # noqa: PLC0415
-
+    """Write `samples` (n, c, c, c) with the attributes, to a temporary name then rename
+    (lsswgan_core.files: a failed write raises WriteError and leaves the previous file)."""
     path = Path(path)
     check_output_dir(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
+    with atomic_hdf5(path) as (f, check):
         c = cubes.shape[1]
-        f.create_dataset("samples", data=cubes, chunks=(1, c, c, c), compression="gzip",
-                         compression_opts=1)
+        dset = f.create_dataset("samples", shape=cubes.shape, dtype=cubes.dtype,
+                                chunks=(1, c, c, c), compression="gzip", compression_opts=1)
+        for lo in range(0, len(cubes), 256):
+            dset[lo:lo + 256] = cubes[lo:lo + 256]
+            check()
         for key, value in attrs.items():
             f.attrs[key] = value
-    os.replace(tmp, path)
     return path

@@ -14,7 +14,9 @@ size and modification time of every file of that simulation's snapshot, taken be
 read. A rerun skips the simulations already there whose input files are unchanged, and
 recomputes the others; because each simulation's random numbers come from (seed, simulation
 index) alone, the result is the same as an uninterrupted run on the current inputs. The final
-file is written to `<out>.tmp` and renamed into place; then the partial directory is removed.
+file is written to a temporary name and renamed into place; then the partial directory is
+removed. Every file goes through lsswgan_core.files (temporary name, fsync, rename): a failed
+write (disk full, a file-size limit) leaves no temporary file and raises WriteError.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import torch
 
 from .._version import __version__
 from ..config import SPLITS, DataConfig
+from ..files import atomic_file, atomic_hdf5, write_text
 from ..io import open_snapshot
 from ..ops import paint
 from ..progress import Progress
@@ -146,12 +149,9 @@ def preprocess(inputs, out, cfg: DataConfig | None = None, show_progress: bool =
     bar.update(len(inputs) - len(todo))
 
     def store(index, cubes):
-        tmp = partial / f"sim_{index:05d}.tmp.npy"
-        np.save(tmp, cubes)
-        tmp_stamp = partial / f"sim_{index:05d}.tmp.json"
-        tmp_stamp.write_text(json.dumps(stamps[index]))
-        os.replace(tmp_stamp, stamp_file(index))  # first: cubes are never without their stamp
-        os.replace(tmp, sim_file(index))
+        write_text(stamp_file(index), json.dumps(stamps[index]))  # first: cubes never lack it
+        with atomic_file(sim_file(index)) as f:
+            np.save(f, cubes)
         bar.update(1, f"sim {index}")
 
     if cfg.workers > 1 and len(todo) > 1:
@@ -205,19 +205,19 @@ def _partial_dir(out: Path, cfg: DataConfig, inputs: list[str]) -> Path:
     if stamp.exists() and stamp.read_text() != fingerprint:
         raise ValueError(f"{partial} belongs to a run with other settings or inputs; remove it "
                          "to start over")
-    stamp.write_text(fingerprint)
+    write_text(stamp, fingerprint)
     return partial
 
 
 def _write(out: Path, cfg: DataConfig, inputs, box: float, splits, sim_file) -> None:
-    """The transformed splits and the attributes, to `<out>.tmp`, then renamed to `out`.
-    The transform's x_max comes from the train split."""
-    import h5py  # noqa: PLC0415
-
+    """The transformed splits and the attributes, to a temporary name, then renamed to
+    `out`. The transform's x_max comes from the train split. Written through
+    lsswgan_core.files.atomic_hdf5: the file is streamed simulation by simulation (never
+    whole in memory), and a failed write stops the loop, removes the temporary file and
+    raises WriteError, the previous `out` (if any) untouched."""
     x_max = max(float(np.load(sim_file(i)).max()) for i in splits["train"])
     transform = Transform(x_max=x_max, c=cfg.transform_c, s=cfg.transform_s)
-    tmp = out.with_name(out.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
+    with atomic_hdf5(out) as (f, check):
         for name in SPLITS:
             sims = splits[name]
             cubes = [np.load(sim_file(index), mmap_mode="r") for index in sims]
@@ -230,6 +230,7 @@ def _write(out: Path, cfg: DataConfig, inputs, box: float, splits, sim_file) -> 
             for block in cubes:
                 dset[start:start + len(block)] = transform.forward(np.asarray(block))
                 start += len(block)
+                check()
             dset.attrs["simulations"] = np.array(sims, dtype=np.int64)
         attrs = {**transform.attrs(), "x_max": x_max, "box_size": box,
                  "cube_size": box * cfg.cube / cfg.grid, "grid": cfg.grid, "cube": cfg.cube,
@@ -240,4 +241,3 @@ def _write(out: Path, cfg: DataConfig, inputs, box: float, splits, sim_file) -> 
                  "units": "box_size and cube_size in Mpc/h; values are transformed rho/rhobar"}
         for key, value in attrs.items():
             f.attrs[key] = value
-    os.replace(tmp, out)

@@ -14,6 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
+from ..files import atomic_file
 from .base import Snapshot, SnapshotError, guess_length_factor, log
 
 _G2_FIELDS = [("npart", "u4", 6), ("massarr", "f8", 6), ("time", "f8", 1), ("redshift", "f8", 1),
@@ -300,7 +301,7 @@ def write_gadget(base, positions: np.ndarray, box_size: float, num_files: int = 
             blocks.append(("MASS", np.full(hi - lo, particle_mass).astype(endian + pos_dtype)
                            .tobytes()))
         m = np.dtype(endian + "u4")
-        with open(path, "wb") as f:
+        with atomic_file(path) as f:   # a failed write leaves no torn snapshot file
             for label, data in blocks:
                 if snap_format == 2:
                     f.write(np.array(8, m).tobytes() + label.encode() +

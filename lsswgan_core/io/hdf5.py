@@ -14,6 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
+from ..files import atomic_hdf5
 from .base import MPC_IN_CM, Snapshot, SnapshotError, guess_length_factor, log
 
 _NUMBERED = re.compile(r"^(.*)\.(\d+)\.(hdf5|h5)$")
@@ -205,7 +206,7 @@ def write_hdf5(base, positions: np.ndarray, box_size: float, num_files: int = 1,
         this[1] = hi - lo
         total = np.zeros(ntypes, dtype=np.uint64 if flavour == "gadget4" else np.uint32)
         total[1] = n
-        with h5py.File(path, "w") as f:
+        with atomic_hdf5(path) as (f, _):   # a failed write: no torn file, no h5py crash
             header = f.create_group("Header")
             header.attrs["NumPart_ThisFile"] = this
             header.attrs["NumPart_Total"] = total
