@@ -30,6 +30,13 @@ def paint(positions, box_size, n, scheme, out):
         pos = pos.astype(np.float64)
     if not np.isfinite(box_size) or box_size <= 0:
         raise click.BadParameter("must be positive", param_hint="--box-size")
+    from lsswgan_core.resources import require_memory  # noqa: PLC0415
+
+    try:
+        require_memory(n**3 * pos.dtype.itemsize, f"--grid {n}: a {n}^3 {pos.dtype} grid",
+                       "choose a smaller --grid")
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     grid = np.zeros((n, n, n), dtype=pos.dtype)
     chunk = 1 << 22
     try:

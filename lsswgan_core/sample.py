@@ -21,38 +21,14 @@ import torch
 from .data.transform import Transform
 from .files import atomic_hdf5
 from .progress import Progress
+from .resources import available_memory, require_memory  # noqa: F401 (re-exported)
 from .run import load_checkpoint, models_from_checkpoint
-
-
-def available_memory() -> int | None:
-    """Bytes this process can still allocate: MemAvailable, capped by a cgroup (v2) limit;
-    None where neither is known."""
-    sizes = []
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    sizes.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit != "max":
-            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
-            sizes.append(max(0, int(limit) - used))
-    except (OSError, ValueError):
-        pass
-    return min(sizes) if sizes else None
 
 
 def check_memory(n: int, cube: int) -> None:
     """Refuses to allocate n float32 cubes of cube^3 cells that do not fit in memory."""
-    need = n * cube**3 * 4
-    have = available_memory()
-    if have is not None and need > have:
-        raise ValueError(f"{n} cubes of {cube}^3 float32 need {need / 2**30:.4g} GiB, more than "
-                         f"the {have / 2**30:.4g} GiB of memory available; ask for fewer cubes "
-                         "(--n-cubes) and write several files")
+    require_memory(n * cube**3 * 4, f"--n-cubes {n}: {n} cubes of {cube}^3 float32",
+                   "ask for fewer cubes (--n-cubes) and write several files")
 
 
 @torch.no_grad()

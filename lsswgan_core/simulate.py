@@ -23,6 +23,7 @@ from . import ops
 from .cosmology import Cosmology
 from .ops.kspace import kgrid
 from .progress import Progress
+from .resources import require_memory
 
 
 @dataclass
@@ -92,12 +93,35 @@ def _forces(positions: torch.Tensor, mesh: int, box: float, a: float, cosmo: Cos
     return torch.stack(force, dim=-1)
 
 
+def simulation_bytes(particles: int, mesh_factor: int = 2) -> int:
+    """A bound on the memory one simulation takes: per particle the linear field, two
+    displacement fields, the lattice, positions, momenta and forces (float64, ~30 words);
+    per mesh cell the density, its transform and the force grids (~8 words)."""
+    return 8 * (30 * particles**3 + 8 * (mesh_factor * particles) ** 3)
+
+
+def check_simulation(particles: int, box: float, redshift: float, mesh_factor: int = 2) -> None:
+    """ValueError for settings no simulation can have, named by their option, before any
+    allocation: a box or redshift that is not a finite number in range, a size beyond memory."""
+    if not (isinstance(box, (int, float)) and math.isfinite(box) and box > 0):
+        raise ValueError(f"--box-size must be a positive finite number (Mpc/h), got {box!r}")
+    if not (isinstance(redshift, (int, float)) and math.isfinite(redshift) and redshift >= 0):
+        raise ValueError(f"--redshift must be a finite number >= 0, got {redshift!r}")
+    if particles < 2 or mesh_factor < 1:
+        raise ValueError(f"--particles must be >= 2 and --mesh-factor >= 1, got {particles}, "
+                         f"{mesh_factor}")
+    require_memory(simulation_bytes(particles, mesh_factor),
+                   f"--particles {particles} (with --mesh-factor {mesh_factor})",
+                   "choose fewer particles per side")
+
+
 def run_simulation(particles: int, box: float, seed: int, pm_steps: int = 10,
                    redshift: float = 0.0, a_init: float = 0.1, mesh_factor: int = 2,
                    cosmology: Cosmology | None = None, progress: Progress | None = None
                    ) -> SimulationResult:
     """One simulation of particles^3 particles in a box of side `box` Mpc/h."""
     cosmo = cosmology or Cosmology()
+    check_simulation(particles, box, redshift, mesh_factor)
     a_final = 1.0 / (1.0 + redshift)
     if not 0 < a_init < a_final:
         raise ValueError(f"need 0 < a_init < a_final, got {a_init}, {a_final}")
@@ -151,6 +175,7 @@ def write_suite(out_dir, n_sims: int, particles: int, box: float, seed: int, pm_
     from .io import write_gadget, write_hdf5  # noqa: PLC0415
 
     cosmo = cosmology or Cosmology()
+    check_simulation(particles, box, redshift, mesh_factor)
     out_dir = Path(out_dir)
     paths = []
     with Progress(n_sims * pm_steps, "simulate", enabled=show_progress) as bar:

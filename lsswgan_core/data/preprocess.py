@@ -37,6 +37,7 @@ from ..files import atomic_file, atomic_hdf5, write_text
 from ..io import open_snapshot
 from ..ops import paint
 from ..progress import Progress
+from ..resources import require_memory
 from .augment import apply_symmetry, random_crop
 from .transform import Transform
 
@@ -119,6 +120,10 @@ def preprocess(inputs, out, cfg: DataConfig | None = None, show_progress: bool =
     if not inputs:
         raise ValueError("no input snapshots")
     out = Path(out)
+    workers = max(1, min(cfg.workers, len(inputs)))
+    require_memory(workers * (4 * cfg.grid**3 + 24 * cfg.chunk),   # the mesh, a chunk
+                   f"--grid {cfg.grid}: a {cfg.grid}^3 float32 mesh per worker ({workers})",
+                   "choose a smaller --grid (or fewer --workers)")
     if not out.parent.is_dir():
         raise ValueError(f"{out}: the directory {out.parent} does not exist; create it first")
     snaps = [_open(p, cfg) for p in inputs]
