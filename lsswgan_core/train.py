@@ -257,10 +257,15 @@ def _train_split_units(split: Split, config: Config, device: str) -> dict:
 
 
 def _restore(state: TrainState, ckpt: dict) -> int:
-    state.critic.load_state_dict(ckpt["critic"])
-    state.generator.load_state_dict(ckpt["generator"])
-    state.opt_critic.load_state_dict(ckpt["opt_critic"])
-    state.opt_generator.load_state_dict(ckpt["opt_generator"])
+    try:   # tensors of other shapes, or a config edited since: one line, not a trace
+        state.critic.load_state_dict(ckpt["critic"])
+        state.generator.load_state_dict(ckpt["generator"])
+        state.opt_critic.load_state_dict(ckpt["opt_critic"])
+        state.opt_generator.load_state_dict(ckpt["opt_generator"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        raise TrainingError(f"{state.run.last}: the checkpoint's weights do not fit the run's "
+                            f"model config ({first})") from None
     state.generator_step, state.critic_step = ckpt["generator_step"], ckpt["critic_step"]
     state.elapsed0 = float(ckpt.get("elapsed", 0.0))
     state.summary_units = ckpt.get("summary_units")
