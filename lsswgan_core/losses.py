@@ -87,12 +87,14 @@ def _has_minibatch_std(critic) -> bool:
     return bool(getattr(getattr(critic, "module", critic), "minibatch_std", False))
 
 
-def corner_bins(n: int, box_size: float) -> torch.Tensor:
+def corner_bins(n: int, box_size: float) -> tuple[float, ...]:
     """P(k) bin edges [i k_F, (i+1) k_F) from i = 1 up to past the cube's corner sqrt(3) n/2,
     so that every rfft mode but k = 0 is in a bin (the edges sit a hair below the integers,
-    so that |n| = i falls in bin i exactly as with the default bins)."""
+    so that |n| = i falls in bin i exactly as with the default bins). Plain floats, so that
+    torch.compile traces them as constants."""
     top = math.floor(math.sqrt(3) * n / 2) + 1
-    return (torch.arange(1, top + 1, dtype=torch.float64) - 1e-6) * (2 * math.pi / box_size)
+    k_f = 2 * math.pi / box_size
+    return tuple((i - 1e-6) * k_f for i in range(1, top + 1))
 
 
 def summary_statistics(cubes: torch.Tensor, cfg: SummaryConfig) -> dict[str, torch.Tensor]:
