@@ -2,7 +2,9 @@
 ours against torch's bare rfftn (the floor), NumPy (np.fft.rfftn + np.bincount), pure torch
 (torch.fft.rfftn + scatter_add) and, when installed, Pylians' Pk_library.Pk (benchmark only;
 it counts each independent mode once, so its mode counts are about half ours and its P
-equal: compared on P). Forward and forward+backward.
+equal: compared on P). Forward and forward+backward. A roofline column: the field's bytes
+(read once) over our time, as a fraction of the machine's measured copy bandwidth. Thread
+scaling: ours and the bare rfftn at 1, 2 and all cores on the large field.
 
     python bench/bm_power_spectrum.py [--quick]
 """
@@ -17,7 +19,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import median_time, print_table, set_threads, write_json  # noqa: E402
+from _common import (median_time, print_table, roofline, set_threads, thread_counts,  # noqa: E402
+                     write_json)
 
 from lsswgan_core import ops  # noqa: E402
 from lsswgan_core.ops.power_spectrum import _mode_table  # noqa: E402
@@ -92,15 +95,35 @@ def main(argv=None):
             timings["pylians Pk"] = median_time(pylians, 3)
         for impl, t in timings.items():
             rows.append({"case": name, "pass": "forward", "impl": impl, "ms": 1e3 * t,
-                         "ratio to ours": t / t_ours, "agree": agree if impl == "ours" else None})
+                         "ratio to ours": t / t_ours, "agree": agree if impl == "ours" else None,
+                         **({"of_copy": roofline(field.nbytes, t)["of_copy"]}
+                            if impl == "ours" else {})})
         t_ours_b = median_time(lambda: fwd_bwd(ours), 5)
         t_torch_b = median_time(lambda: fwd_bwd(torch_pk), 5)
         rows.append({"case": name, "pass": "fwd+bwd", "impl": "ours", "ms": 1e3 * t_ours_b,
                      "ratio to ours": 1.0})
         rows.append({"case": name, "pass": "fwd+bwd", "impl": "torch rfftn+scatter_add",
                      "ms": 1e3 * t_torch_b, "ratio to ours": t_torch_b / t_ours_b})
-    print_table(rows, ["case", "pass", "impl", "ms", "ratio to ours", "agree"])
-    write_json(args.out, {"benchmark": "power_spectrum", "rows": rows})
+    print_table(rows, ["case", "pass", "impl", "ms", "ratio to ours", "agree", "of_copy"])
+    scaling = thread_scaling(torch.from_numpy(cases[0][1]), box, args.threads)
+    print()
+    print_table(scaling, ["case", "threads", "impl", "ms", "speedup vs 1 thread"])
+    write_json(args.out, {"benchmark": "power_spectrum", "rows": rows, "threads": scaling})
+    return rows + scaling
+
+
+def thread_scaling(f: torch.Tensor, box: float, restore: int) -> list[dict]:
+    """Ours and the bare rfftn at 1, 2 and all cores; speedups against 1 thread."""
+    rows, base = [], {}
+    for threads in thread_counts():
+        torch.set_num_threads(threads)
+        for impl, fn in (("ours", lambda: ops.power_spectrum(f, box)),
+                         ("torch rfftn alone", lambda: torch.fft.rfftn(f, dim=(-3, -2, -1)))):
+            t = median_time(fn, 5)
+            base.setdefault(impl, t)
+            rows.append({"case": f"{f.shape[-1]}^3", "threads": threads, "impl": impl,
+                         "ms": 1e3 * t, "speedup vs 1 thread": base[impl] / t})
+    torch.set_num_threads(restore)
     return rows
 
 
