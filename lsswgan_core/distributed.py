@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import warnings
 
 import torch
 
@@ -60,13 +59,12 @@ class Distributed:
         return self.rank == 0
 
     def wrap(self, model, device):
+        """The model under DistributedDataParallel (the generator; the critic is not wrapped,
+        see `average_gradients`)."""
         if not self.active:
             return model
         from torch.nn.parallel import DistributedDataParallel  # noqa: PLC0415
 
-        # the penalty's double backward leaves the dense layer's gradient transposed in
-        # memory; DDP copies it into its bucket correctly and only warns about speed
-        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
         ids = [torch.device(device).index] if device.startswith("cuda") else None
         return DistributedDataParallel(model, device_ids=ids)
 
