@@ -8,6 +8,7 @@ for files without one (initial conditions), the caller's; never a guessed one.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 from typing import Iterator
@@ -18,6 +19,23 @@ from ..files import atomic_hdf5
 from .base import MPC_IN_CM, Snapshot, SnapshotError, guess_length_factor, log
 
 _NUMBERED = re.compile(r"^(.*)\.(\d+)\.(hdf5|h5)$")
+
+
+# what h5py raises on a corrupt file (besides OSError): bad object headers, attributes
+# or addresses surface as RuntimeError, KeyError, ValueError, TypeError or IndexError
+_H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError)
+
+
+@contextlib.contextmanager
+def _corrupt_as_snapshot_error(path: Path):
+    """Whatever h5py raises while reading `path` becomes a SnapshotError naming the file."""
+    try:
+        yield
+    except SnapshotError:
+        raise
+    except _H5_ERRORS as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SnapshotError(path, f"not a readable HDF5 snapshot ({first})") from None
 
 
 def _h5py():
@@ -67,15 +85,18 @@ def _attr(group, *names, default=None):
 
 def _num_files(path: Path) -> int:
     h5py = _h5py()
-    with h5py.File(path, "r") as f:
-        return int(np.ravel(_attr(f.get("Header"), "NumFilesPerSnapshot", "NumFiles", default=1))[0])
+    with _corrupt_as_snapshot_error(path), h5py.File(path, "r") as f:
+        n = int(np.ravel(_attr(f.get("Header"), "NumFilesPerSnapshot", "NumFiles", default=1))[0])
+    if not 1 <= n <= 1 << 20:
+        raise SnapshotError(path, f"NumFilesPerSnapshot = {n} is not a file count")
+    return n
 
 
 class HDF5Snapshot(Snapshot):
     def _iter_raw(self, ptype: int, chunk: int) -> Iterator[np.ndarray]:
         h5py = _h5py()
         for path in self.files:
-            with h5py.File(path, "r") as f:
+            with _corrupt_as_snapshot_error(path), h5py.File(path, "r") as f:
                 name = f"PartType{ptype}/Coordinates"
                 if name not in f:
                     continue
@@ -83,7 +104,10 @@ class HDF5Snapshot(Snapshot):
                 if dset.ndim != 2 or dset.shape[1] != 3:
                     raise SnapshotError(path, f"{name} has shape {dset.shape}, expected (N, 3)")
                 for start in range(0, dset.shape[0], chunk):
-                    yield path, name, np.asarray(dset[start:start + chunk])
+                    block = np.asarray(dset[start:start + chunk])
+                    if block.dtype.kind != "f":
+                        raise SnapshotError(path, f"{name} holds {block.dtype}, not floats")
+                    yield path, name, block
 
 
 def open_hdf5(parts: list[Path], length_factor: float | None,
@@ -97,9 +121,9 @@ def open_hdf5(parts: list[Path], length_factor: float | None,
     for p in parts:
         try:
             f = h5py.File(p, "r")
-        except OSError as exc:
+        except _H5_ERRORS as exc:
             raise SnapshotError(p, f"not a readable HDF5 file ({exc})") from None
-        with f:
+        with _corrupt_as_snapshot_error(p), f:
             header = f.get("Header")
             if header is None:
                 raise SnapshotError(p, "no /Header group")
@@ -138,6 +162,9 @@ def open_hdf5(parts: list[Path], length_factor: float | None,
             factor, source = length_factor, "argument"
         else:
             factor, source = guess_length_factor(float(box[0]), parts[0]), "guess"
+    if not (np.isfinite(factor) and factor > 0 and np.isfinite(float(box[0]) * factor)):
+        raise SnapshotError(parts[0], f"the length unit gives a factor {factor} to Mpc/h, "
+                            "not a positive number")
     z = first["redshift"]
     return HDF5Snapshot(files=parts, format=f"HDF5 ({first['flavour']})",
                         box_size=float(box[0]) * factor, npart=npart,

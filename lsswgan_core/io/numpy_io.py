@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from tokenize import TokenError
 from pathlib import Path
 from typing import Iterator
 
@@ -30,7 +31,8 @@ def _load(path: Path):
             if key is None:
                 raise SnapshotError(path, f"npz without a 'positions' array: {z.files}")
             return z[key]
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, SyntaxError, TokenError, UnicodeDecodeError,
+            TypeError, KeyError) as exc:   # what a corrupt header makes np.load raise
         raise SnapshotError(path, f"not a readable NumPy file ({exc})") from None
 
 
