@@ -13,11 +13,7 @@ a kill never leaves a torn file under a final name; they are loaded with `weight
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
-import socket
-import time
 import tomllib
 from collections import defaultdict
 from pathlib import Path
@@ -25,7 +21,7 @@ from pathlib import Path
 import torch
 
 from .config import Config, ConfigError, config_from_dict, config_to_toml, load_config
-from .files import atomic_file, write_text
+from .files import atomic_file, exclusive_lock, write_text
 from .models import Critic, Generator
 
 CHECKPOINT_FORMAT = 1
@@ -72,95 +68,21 @@ class RunDir:
     def lock(self):
         """Holds RUN/lock while the body runs, so that two processes never write one run.
 
-        The lock file records the holder's pid and host and is flock'ed by it for as long as
-        it lives; the kernel drops the flock when the holder dies, however it dies. The file is
-        written under a temporary name, flock'ed, then linked to RUN/lock (an exclusive create,
-        as O_EXCL), so RUN/lock never exists unlocked while its creator lives. A lock left by a
-        dead process of this host (no flock on it) is taken over; one recorded by another host
-        is refused, since its liveness cannot be checked from here.
+        See lsswgan_core.files.exclusive_lock: the lock records the holder's pid and host, is
+        flock'ed while the holder lives, and a dead holder's lock is taken over.
 
         Raises:
             RunError: the run is locked by a live process (named by pid and host), or by
                 another host.
         """
         self.root.mkdir(parents=True, exist_ok=True)
-        path = self.root / "lock"
-        fd = _acquire_lock(path)
-        try:
+        with exclusive_lock(self.root / "lock", str(self.root), RunError):
             yield
-        finally:
-            with contextlib.suppress(OSError):
-                if os.stat(path).st_ino == os.fstat(fd).st_ino:
-                    os.unlink(path)
-            os.close(fd)  # drops the flock
 
     def truncate_metrics(self, offset: int) -> None:
         """Drop what a killed run logged after its last checkpoint."""
         with open(self.metrics, "a") as f:
             f.truncate(offset)
-
-
-def _lock_record() -> bytes:
-    return json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                       "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode() + b"\n"
-
-
-def _read_holder(fd: int) -> dict:
-    try:
-        holder = json.loads(os.pread(fd, 4096, 0))
-        return holder if isinstance(holder, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _acquire_lock(path: Path) -> int:
-    """An fd holding an exclusive flock on `path`, which then records this process."""
-    for _ in range(100):  # retried only when the file changes under us
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.write(fd, _lock_record())
-            os.link(tmp, path)
-            return fd
-        except FileExistsError:
-            os.close(fd)
-        finally:
-            os.unlink(tmp)
-        # RUN/lock exists: a live holder keeps its flock; a dead one's is gone
-        try:
-            fd = os.open(path, os.O_RDWR)
-        except FileNotFoundError:
-            continue  # released meanwhile: try again
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(fd)
-            os.close(fd)
-            raise RunError(f"{path.parent} is in use: pid {holder.get('pid', '?')} on host "
-                           f"{holder.get('host', '?')} holds {path} (since "
-                           f"{holder.get('since', '?')}); wait for it to finish or choose "
-                           "another --out") from None
-        try:
-            if os.stat(path).st_ino != os.fstat(fd).st_ino:
-                os.close(fd)
-                continue  # replaced between our open and our flock: look again
-        except FileNotFoundError:
-            os.close(fd)
-            continue
-        holder = _read_holder(fd)
-        host = holder.get("host")
-        if host is not None and host != socket.gethostname():
-            os.close(fd)
-            raise RunError(f"{path} records pid {holder.get('pid', '?')} on host {host}, whose "
-                           "liveness cannot be checked from here; if that process has ended, "
-                           f"remove {path} and retry")
-        # a stale lock of a dead process of this host: take it over
-        record = _lock_record()
-        os.pwrite(fd, record, 0)
-        os.ftruncate(fd, len(record))
-        return fd
-    raise RunError(f"{path}: could not take the run lock (it keeps changing)")
 
 
 class Reporter:

@@ -33,11 +33,11 @@ import torch
 
 from .._version import __version__
 from ..config import SPLITS, DataConfig
-from ..files import atomic_file, atomic_hdf5, write_text
+from ..files import atomic_file, atomic_hdf5, exclusive_lock, write_text
 from ..io import open_snapshot
 from ..ops import paint
 from ..progress import Progress
-from ..resources import require_memory
+from ..resources import require_disk, require_memory
 from .augment import apply_symmetry, random_crop
 from .transform import Transform
 
@@ -126,11 +126,22 @@ def preprocess(inputs, out, cfg: DataConfig | None = None, show_progress: bool =
                    "choose a smaller --grid (or fewer --workers)")
     if not out.parent.is_dir():
         raise ValueError(f"{out}: the directory {out.parent} does not exist; create it first")
+    # two runs into one output would share <out>.partial/: the second is refused
+    with exclusive_lock(out.with_name(out.name + ".lock"), str(out), ValueError):
+        return _build(inputs, out, cfg, show_progress)
+
+
+def _build(inputs: list[str], out: Path, cfg: DataConfig, show_progress: bool) -> Path:
     snaps = [_open(p, cfg) for p in inputs]
     box = _common_box_size(inputs, snaps)
     stamps = [_input_stamp(s) for s in snaps]
     splits = assign_splits(len(inputs), cfg.fractions(), cfg.seed)
     counts = cubes_per_simulation(splits, cfg)
+    cube_bytes = 4 * cfg.cube**3
+    what = f"--cubes-per-box / --split-cubes ({sum(counts.values())} cubes of {cfg.cube}^3)"
+    require_memory(max(counts.values()) * cube_bytes * 2 + 4 * cfg.grid**3, what,
+                   "ask for fewer cubes")
+    require_disk(sum(counts.values()) * cube_bytes * 2, out, what, "ask for fewer cubes")
     partial = _partial_dir(out, cfg, inputs)
 
     def sim_file(index):
