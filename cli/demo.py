@@ -14,6 +14,8 @@ from pathlib import Path
 
 import click
 
+from ._options import SEED
+
 # simulate: sims, particles per side, box (Mpc/h); preprocess: grid, cubes per box
 # The demo's suite: 16 boxes of 256 Mpc/h with 128^3 particles, painted on 64^3 cells of
 # 4 Mpc/h (8 particles per cell, the paper's cell size), so each 32^3 cube is 128 Mpc/h, an
@@ -57,7 +59,7 @@ def _step(title: str, *args: str) -> float:
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
               default="configs/demo.toml", show_default=True,
               help="Training config (ignored with --size tiny).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 def demo(out, size, config, seed):
     """Simulate -> preprocess -> train -> sample -> evaluate, all under OUT; ends with the
     report's path and a six-line summary."""

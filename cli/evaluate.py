@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from ._options import SEED, output_dir
+
 
 @click.command()
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -17,8 +19,9 @@ import click
 @click.option("--n-cubes", "--n", "n", type=click.IntRange(min=2), default=None,
               help="[evaluate] n_cubes: generated cubes (default: as many as the split has).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              callback=output_dir,
               help="The report directory.")
-@click.option("--seed", type=int, default=None, help="[evaluate] seed of the latents (0).")
+@click.option("--seed", type=SEED, default=None, help="[evaluate] seed of the latents (0).")
 @click.option("--sample-bn", type=click.Choice(["standing", "batch"]), default=None,
               help="[model] sample_bn for the generated cubes (default: the run's).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)

@@ -12,7 +12,20 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "unknown"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Every command's OSError (a file that cannot be read or written: disk full, file too
+    large, quota, permission, a missing path) is one 'Error:' line, however it is invoked."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            from lsswgan_core.files import describe  # noqa: PLC0415
+
+            raise click.ClickException(describe(exc)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lsscore")
 def cli():
     """lsscore: summary-driven 3D WGAN-GP emulators of the cosmic web, with fast

@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
+from ._options import output_file
 import numpy as np
 
 
@@ -15,6 +17,7 @@ import numpy as np
 @click.option("--scheme", type=click.Choice(["ngp", "cic", "tsc"]), default="ngp",
               show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              callback=output_file,
               help="Output .npy grid.")
 def paint(positions, box_size, n, scheme, out):
     """Paint POSITIONS (an (N, 3) .npy array in Mpc/h) onto an (n, n, n) periodic grid."""

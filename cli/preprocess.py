@@ -7,22 +7,29 @@ from pathlib import Path
 
 import click
 
+from ._options import SEED, output_file
 
-def _numbers(cast, example):
-    """A click callback: comma-separated numbers -> a tuple (None stays None)."""
+
+def _numbers(cast, example, hi):
+    """A click callback: three comma-separated numbers in [0, hi] -> a tuple (None stays None)."""
     def parse(ctx, param, value):
         if value is None:
             return None
         try:
-            return tuple(cast(v) for v in value.split(","))
+            numbers = tuple(cast(v) for v in value.split(","))
         except ValueError:
-            raise click.BadParameter(f"expected comma-separated numbers like {example}") from None
+            numbers = ()
+        if len(numbers) != 3 or not all(0 <= v <= hi for v in numbers):
+            raise click.BadParameter(f"expected three comma-separated numbers in [0, {hi:g}] "
+                                     f"like {example}, got {value!r}")
+        return numbers
     return parse
 
 
 @click.command()
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              callback=output_file)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="A TOML config whose [data] section is used (configs/paper.toml).")
 @click.option("--grid", type=click.IntRange(min=1), default=None, help="[data] grid (256).")
@@ -30,14 +37,14 @@ def _numbers(cast, example):
 @click.option("--cubes-per-box", type=click.IntRange(min=1), default=None,
               help="[data] cubes_per_box: this many cubes from every simulation (default: "
                    "none, split-cubes decides).")
-@click.option("--split-cubes", callback=_numbers(int, "992,128,128"), default=None,
+@click.option("--split-cubes", callback=_numbers(int, "992,128,128", 10**9), default=None,
               help="[data] split_cubes: train,val,dg cube counts spread evenly over each "
                    "split's simulations (the paper's 992,128,128).")
 @click.option("--scheme", type=click.Choice(["ngp", "cic", "tsc"]), default=None,
               help="[data] scheme (ngp).")
-@click.option("--split-fractions", callback=_numbers(float, "0.8,0.1,0.1"), default=None,
+@click.option("--split-fractions", callback=_numbers(float, "0.8,0.1,0.1", 1.0), default=None,
               help="[data] split_fractions: train,val,dg fractions of the simulations (0.8,0.1,0.1).")
-@click.option("--seed", type=int, default=None, help="[data] seed (0).")
+@click.option("--seed", type=SEED, default=None, help="[data] seed (0).")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="[data] workers (1).")
 @click.option("--length-unit", type=click.Choice(["Mpc/h", "kpc/h"], case_sensitive=False),
               default=None, help="[data] length_unit, for files that do not state their unit.")

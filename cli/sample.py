@@ -5,12 +5,15 @@ from pathlib import Path
 
 import click
 
+from ._options import SEED, output_file
+
 
 @click.command()
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="A checkpoint of `lsscore train` (RUN/checkpoints/last.pt).")
 @click.option("--n-cubes", "--n", "n", type=click.IntRange(min=1), required=True, help="How many cubes.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              callback=output_file)
 @click.option("--physical", is_flag=True, help="Write rho/rhobar (the exact inverse transform) "
               "instead of the transformed values in [0, 1].")
 @click.option("--batch", type=click.IntRange(min=2), default=None,
@@ -18,7 +21,7 @@ import click
 @click.option("--sample-bn", type=click.Choice(["standing", "batch"]), default=None,
               help="[model] sample_bn: BatchNorm from standing statistics or from each batch "
                    "(default: the run's).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 def sample(checkpoint, n, out, physical, batch, sample_bn, seed, device):
     """Draw N cubes from the generator of CHECKPOINT and write them to OUT (dataset `samples`,

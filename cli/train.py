@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from ._options import SEED, output_dir
+
 
 @click.command()
 @click.option("--data", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -15,11 +17,12 @@ import click
 @click.option("--set", "assignments", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override one config key, e.g. --set train.epochs=20 (repeatable).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              callback=output_dir,
               help="The run directory (config.toml, metrics.jsonl, checkpoints/).")
 @click.option("--resume", is_flag=True, help="Continue the run in OUT from checkpoints/last.pt.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
               help="Default: cuda when a GPU is visible, else cpu.")
-@click.option("--seed", type=int, default=None, help="[train] seed.")
+@click.option("--seed", type=SEED, default=None, help="[train] seed.")
 @click.option("--max-epochs", type=click.IntRange(min=1), default=None,
               help="Stop after this many more epochs (not a config key: the run can be "
                    "resumed up to [train] epochs).")

@@ -3,6 +3,7 @@ an absurd size (`--grid 100000`, `--particles 1024` on a laptop, `--n-cubes 10**
 refused before anything is allocated, with the option that asked for it named."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 
@@ -33,3 +34,18 @@ def require_memory(need: float, what: str, advice: str) -> None:
     if have is not None and need > have:
         raise ValueError(f"{what} needs {need / 2**30:.4g} GiB, more than the "
                          f"{have / 2**30:.4g} GiB of memory available; {advice}")
+
+
+def require_disk(need: float, path, what: str, advice: str) -> None:
+    """A ValueError when `need` bytes (for `what`, which names the option) cannot fit on the
+    file system that will hold `path` (its nearest existing ancestor is asked)."""
+    place = Path(path).absolute()
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    try:
+        free = shutil.disk_usage(place).free
+    except OSError:
+        return
+    if need > free:
+        raise ValueError(f"{what} needs {need / 2**30:.4g} GiB of disk, more than the "
+                         f"{free / 2**30:.4g} GiB free under {place}; {advice}")

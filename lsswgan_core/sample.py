@@ -61,6 +61,11 @@ def generate(checkpoint, n: int, *, batch: int | None = None, physical: bool = F
     _, generator, cfg, attrs = models_from_checkpoint(ckpt, device)
     check_memory(n, cfg.model.cube)
     batch = batch or cfg.train.batch_size
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    # the generator's widest activations hold about 16 floats per output cell
+    require_memory(batch * cfg.model.cube**3 * 4 * 16, f"--batch {batch}: the generator's "
+                   f"activations for {batch} cubes", "choose a smaller --batch")
     bn = bn or cfg.model.sample_bn
     if bn not in ("standing", "batch"):
         raise ValueError(f"the BatchNorm mode must be 'standing' or 'batch', got {bn!r}")

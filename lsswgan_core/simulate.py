@@ -23,7 +23,7 @@ from . import ops
 from .cosmology import Cosmology
 from .ops.kspace import kgrid
 from .progress import Progress
-from .resources import require_memory
+from .resources import require_disk, require_memory
 
 
 @dataclass
@@ -93,6 +93,9 @@ def _forces(positions: torch.Tensor, mesh: int, box: float, a: float, cosmo: Cos
     return torch.stack(force, dim=-1)
 
 
+MAX_BOX = 1e6   # Mpc/h
+
+
 def simulation_bytes(particles: int, mesh_factor: int = 2) -> int:
     """A bound on the memory one simulation takes: per particle the linear field, two
     displacement fields, the lattice, positions, momenta and forces (float64, ~30 words);
@@ -103,8 +106,9 @@ def simulation_bytes(particles: int, mesh_factor: int = 2) -> int:
 def check_simulation(particles: int, box: float, redshift: float, mesh_factor: int = 2) -> None:
     """ValueError for settings no simulation can have, named by their option, before any
     allocation: a box or redshift that is not a finite number in range, a size beyond memory."""
-    if not (isinstance(box, (int, float)) and math.isfinite(box) and box > 0):
-        raise ValueError(f"--box-size must be a positive finite number (Mpc/h), got {box!r}")
+    if not (isinstance(box, (int, float)) and math.isfinite(box) and 0 < box <= MAX_BOX):
+        raise ValueError(f"--box-size must be in (0, {MAX_BOX:g}] Mpc/h (the observable "
+                         f"universe is ~1e4 Mpc/h across), got {box!r}")
     if not (isinstance(redshift, (int, float)) and math.isfinite(redshift) and redshift >= 0):
         raise ValueError(f"--redshift must be a finite number >= 0, got {redshift!r}")
     if particles < 2 or mesh_factor < 1:
@@ -176,7 +180,12 @@ def write_suite(out_dir, n_sims: int, particles: int, box: float, seed: int, pm_
 
     cosmo = cosmology or Cosmology()
     check_simulation(particles, box, redshift, mesh_factor)
+    if n_sims < 1:
+        raise ValueError(f"--n-sims must be >= 1, got {n_sims}")
     out_dir = Path(out_dir)
+    # positions, velocities (float32) and IDs per particle, per snapshot
+    require_disk(n_sims * particles**3 * 28, out_dir,
+                 f"--n-sims {n_sims} of --particles {particles}", "simulate fewer boxes")
     paths = []
     with Progress(n_sims * pm_steps, "simulate", enabled=show_progress) as bar:
         for i in range(n_sims):
