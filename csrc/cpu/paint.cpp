@@ -1,25 +1,30 @@
 // CPU paint / readout. See csrc/common/paint.h for the maths and conventions.
 //
-// Painting scatters into a shared grid, so threads must not race. Particles are bucketed by
-// the x-slab of their first stencil cell into an even number of slab blocks, each at least
-// 2 slabs wide (a TSC stencil spans 3 slabs, so it reaches at most one slab into the next
-// block). Even blocks are painted in parallel, then odd blocks: blocks of one parity never
-// touch the same cells. For one chunk of particles at a time:
-//   1. count: the block of each particle (x only), counted per task;
-//   2. locate: each particle's first cell and offsets, written straight into its block's
-//      place in a record buffer (a stable counting sort);
-//   3. deposit: blocks of one parity in parallel, then the other, streaming the records.
-// The extra memory is one record buffer per chunk, sized to at most one grid (and at least
-// 2^14 particles, about 0.5 MiB, for tiny grids; at most 2^20 particles), never a grid per thread; the summation order, hence the result, does
-// not depend on the number of threads; and each thread's writes stay within a few slabs,
-// which keeps a large grid's random updates in cache.
+// Painting scatters into a shared grid, so threads must not race. Owner-computes: the grid's
+// x-slabs are split into one contiguous range per thread (balanced on a sample of the
+// particles, since clustered catalogues fill some slabs far more than others); every thread
+// scans all particles and deposits only the parts of their stencils that fall in its own
+// slabs (a CIC or TSC stencil that straddles two ranges is painted half by each owner). Every
+// cell is written by one thread only, and always in particle order, so the result is the
+// serial loop's bit for bit, whatever the number of threads or where the ranges fall.
+// NGP touches one cell per particle and paints straight into the grid (the grid we allocate
+// asks for huge pages, so random updates do not miss the TLB as well as the cache). CIC and
+// TSC touch 8 and 27 cells: within its range a thread takes its particles a chunk at a time,
+// buckets them (a counting sort) into groups of a few slabs, about 2 MiB of grid each, and
+// paints group by group, so its writes stay in cache; a particle whose stencil spans two
+// groups is listed in both and paints each group's cells there, so each cell still sees its
+// particles in order.
+// Extra memory: a record buffer per thread, together at most the size of the grid (and at
+// least kMinRecords records per thread for tiny grids); no copy of the grid.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
-#include <atomic>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 #include <vector>
 
 #include "../common/paint.h"
@@ -28,157 +33,305 @@
 namespace lss {
 namespace {
 
-constexpr int64_t kMinChunk = int64_t{1} << 14;       // particles bucketed at a time: at least,
-constexpr int64_t kMaxChunk = int64_t{1} << 20;       // at most
-constexpr int64_t kSortThreshold = int64_t{1} << 13;  // below: one serial loop
-constexpr int64_t kMaxBlocks = 256;
+constexpr int64_t kDirectThreshold = int64_t{1} << 14;  // fewer particles: one direct loop
+constexpr int64_t kMinRecords = int64_t{1} << 14;       // records per thread: at least,
+constexpr int64_t kMaxRecords = int64_t{1} << 22;       // at most
+constexpr int64_t kGroupBytes = int64_t{1} << 21;       // grid bytes per bucket, about
+constexpr int64_t kMaxGroups = 4096;                    // buckets per thread, at most
+constexpr int64_t kSample = int64_t{1} << 16;           // particles sampled to balance ranges
+constexpr uint16_t kNoGroup = 0xFFFF;
 
-// A located particle: its first cell per dimension, its offsets and its weight.
+// A located particle: its first cell per dimension, its offsets (CIC, TSC) and its weight.
 template <typename scalar_t, int ORDER>
 struct Record {
   int32_t i0[3];
-  scalar_t t[ORDER > 1 ? 3 : 1];
+  scalar_t t[3];
+  scalar_t w;
+};
+template <typename scalar_t>
+struct Record<scalar_t, 1> {
+  int32_t i0[3];
   scalar_t w;
 };
 
-// Fills *r field by field: building a record on the stack and copying it whole stalls on
-// store-to-load forwarding (small stores, one wide load), which cost more than the maths.
+// An owned particle of the current chunk and the (one or two) buckets its stencil reaches.
+struct Listing {
+  int32_t p;
+  uint16_t group[2];
+};
+
 template <int ORDER, typename scalar_t>
-inline void locate_particle(const scalar_t* pos, const scalar_t* wts, int64_t p,
-                            const GridSpec& g, int64_t i0x, double tx,
-                            Record<scalar_t, ORDER>* r) {
-  r->i0[0] = static_cast<int32_t>(i0x);
-  if (ORDER > 1) r->t[0] = static_cast<scalar_t>(tx);
-  for (int d = 1; d < 3; ++d) {
+inline void locate_axis(const scalar_t* pos, int64_t p, int d, const GridSpec& g, int64_t* i0,
+                        double* t) {
+  locate<ORDER>(cell_coordinate<ORDER == 1>(static_cast<double>(pos[3 * p + d]), g), g.n, i0, t);
+}
+
+// The slabs [lo, lo + width) of one thread, cut into buckets of `span` slabs; offsets are
+// taken from lo going round the box, so a range may wrap.
+struct SlabRange {
+  int64_t lo, width, span, n;
+  int64_t offset(int64_t ix) const {
+    const int64_t d = ix - lo;
+    return d < 0 ? d + n : d;
+  }
+  int64_t groups() const { return (width + span - 1) / span; }
+};
+
+// Paints the cells of a located particle whose slab offset is in [first, last).
+template <int ORDER, typename scalar_t>
+inline void deposit(const Record<scalar_t, ORDER>& r, scalar_t* grid, const SlabRange& range,
+                    int64_t first, int64_t last) {
+  const int64_t n = range.n;
+  if constexpr (ORDER == 1) {
+    grid[(static_cast<int64_t>(r.i0[0]) * n + r.i0[1]) * n + r.i0[2]] += r.w;
+  } else {
+    const auto sx = make_stencil<ORDER>(r.i0[0], static_cast<double>(r.t[0]));
+    const auto sy = make_stencil<ORDER>(r.i0[1], static_cast<double>(r.t[1]));
+    const auto sz = make_stencil<ORDER>(r.i0[2], static_cast<double>(r.t[2]));
+    const double w = static_cast<double>(r.w);
+    int64_t iz[ORDER];
+    for (int c = 0; c < ORDER; ++c) iz[c] = wrap_index(sz.i0 + c, n);
+    for (int a = 0; a < ORDER; ++a) {
+      const int64_t ix = wrap_index(sx.i0 + a, n);
+      const int64_t off = range.offset(ix);
+      if (off < first || off >= last) continue;
+      for (int b = 0; b < ORDER; ++b) {
+        scalar_t* row = grid + (ix * n + wrap_index(sy.i0 + b, n)) * n;
+        const double wxy = w * (sx.w[a] * sy.w[b]);
+        for (int c = 0; c < ORDER; ++c) row[iz[c]] += static_cast<scalar_t>(wxy * sz.w[c]);
+      }
+    }
+  }
+}
+
+template <int ORDER, typename scalar_t>
+inline void make_record(const scalar_t* pos, const scalar_t* wts, int64_t p, const GridSpec& g,
+                        Record<scalar_t, ORDER>* r) {
+  for (int d = 0; d < 3; ++d) {
     int64_t i0;
     double t;
-    locate<ORDER>(cell_coordinate<ORDER == 1>(static_cast<double>(pos[3 * p + d]), g), g.n, &i0, &t);
+    locate_axis<ORDER>(pos, p, d, g, &i0, &t);
     r->i0[d] = static_cast<int32_t>(i0);
-    if (ORDER > 1) r->t[d] = static_cast<scalar_t>(t);
+    if constexpr (ORDER > 1) r->t[d] = static_cast<scalar_t>(t);
   }
   r->w = wts != nullptr ? wts[p] : scalar_t(1);
 }
 
+// The parts of all particles' stencils in the slabs of `range`, one particle at a time (NGP,
+// and few particles): a random update per cell, which is cheap enough for NGP's one cell.
 template <int ORDER, typename scalar_t>
-inline void locate_x(const scalar_t* pos, int64_t p, const GridSpec& g, int64_t* i0, double* t) {
-  locate<ORDER>(cell_coordinate<ORDER == 1>(static_cast<double>(pos[3 * p]), g), g.n, i0, t);
-}
-
-template <int ORDER, typename scalar_t>
-inline void deposit(const Record<scalar_t, ORDER>& r, scalar_t* grid, int64_t n) {
-  if (ORDER == 1) {
-    grid[(static_cast<int64_t>(r.i0[0]) * n + r.i0[1]) * n + r.i0[2]] += r.w;
-    return;
+void paint_range_direct(const scalar_t* pos, const scalar_t* wts, int64_t num, scalar_t* grid,
+                        const GridSpec& g, const SlabRange& range) {
+  const int64_t n = g.n;
+  Record<scalar_t, ORDER> r;
+  for (int64_t p = 0; p < num; ++p) {
+    int64_t i0;
+    double t;
+    locate_axis<ORDER>(pos, p, 0, g, &i0, &t);
+    const int64_t d = range.offset(i0);
+    if (!(d < range.width || d + ORDER - 1 >= n)) continue;  // no owned slab
+    r.i0[0] = static_cast<int32_t>(i0);
+    if constexpr (ORDER > 1) r.t[0] = static_cast<scalar_t>(t);
+    for (int k = 1; k < 3; ++k) {
+      locate_axis<ORDER>(pos, p, k, g, &i0, &t);
+      r.i0[k] = static_cast<int32_t>(i0);
+      if constexpr (ORDER > 1) r.t[k] = static_cast<scalar_t>(t);
+    }
+    r.w = wts != nullptr ? wts[p] : scalar_t(1);
+    deposit<ORDER>(r, grid, range, 0, range.width);
   }
-  const auto sx = make_stencil<ORDER>(r.i0[0], static_cast<double>(r.t[0]));
-  const auto sy = make_stencil<ORDER>(r.i0[1], static_cast<double>(r.t[1]));
-  const auto sz = make_stencil<ORDER>(r.i0[2], static_cast<double>(r.t[2]));
-  const double w = static_cast<double>(r.w);
-  for_each_cell<ORDER>(sx, sy, sz, n, [&](int64_t idx, double wc) {
-    grid[idx] += static_cast<scalar_t>(w * wc);
-  });
 }
 
-// Largest even block count <= n / 2 (so every block has >= 2 slabs), capped.
-inline int64_t block_count(int64_t n) {
-  const int64_t nb = std::min<int64_t>(n / 2, kMaxBlocks);
-  return nb - (nb % 2);
+// NGP's cell of each particle of a block, in float32 where that is safely exact. With
+// v = floor((x n / L + 1) 2^s) in float32 (2^s = the largest power of two <= 2^20 / n, so
+// v < 2^21 and its rounding error stays below 1/2), the cell is (v >> s) - 1, and it is the
+// float64 floor(x / h) unless the fraction v mod 2^s is 0 or 2^s - 1 (u within 2^-s of a cell
+// edge) or the cell is outside [0, n) (a position outside the box); those few particles take
+// the float64 path of csrc/common/paint.h. The block's 3 len coordinates are one contiguous
+// array and the loop has no branch, so it vectorises.
+constexpr int64_t kNgpBlock = 64;
+
+struct NgpFastPath {
+  float inv, one, top;  // n / L 2^s, 2^s, (n + 1) 2^s
+  int32_t shift;        // s
+  uint32_t n, mask;     // 2^s - 1
+};
+
+inline NgpFastPath make_ngp_fast_path(const GridSpec& g) {
+  int32_t s = 0;
+  while ((g.n << (s + 1)) <= (int64_t{1} << 20)) ++s;
+  const double one = std::ldexp(1.0, s);
+  return NgpFastPath{static_cast<float>(g.inv_h * one), static_cast<float>(one),
+                     static_cast<float>((static_cast<double>(g.n) + 1.0) * one), s,
+                     static_cast<uint32_t>(g.n), static_cast<uint32_t>((1u << s) - 1)};
+}
+
+template <typename scalar_t>
+inline void ngp_block_cells(const scalar_t* x, int64_t count, const NgpFastPath& f, int32_t* v) {
+  for (int64_t k = 0; k < count; ++k) {
+    // clamped to [0, (n + 1) 2^s]: truncation is floor, and huge or negative values castable
+    v[k] = static_cast<int32_t>(
+        std::max(0.0f, std::min(static_cast<float>(x[k]) * f.inv + f.one, f.top)));
+  }
+}
+
+// The cells of one particle from its three v; false where the float64 path must decide.
+inline bool ngp_fast_cells(const int32_t* v, const NgpFastPath& f, int64_t* cell) {
+  bool ok = f.mask >= 2;
+  for (int d = 0; d < 3; ++d) {
+    const uint32_t frac = static_cast<uint32_t>(v[d]) & f.mask;
+    cell[d] = (v[d] >> f.shift) - 1;
+    ok &= (static_cast<uint64_t>(cell[d]) < f.n) & (frac - 1 < f.mask - 1);
+  }
+  return ok;
+}
+
+// NGP over the slabs of `range`: one random update per particle, straight into the grid.
+template <typename scalar_t>
+void paint_range_ngp(const scalar_t* pos, const scalar_t* wts, int64_t num, scalar_t* grid,
+                     const GridSpec& g, const SlabRange& range) {
+  const int64_t n = g.n;
+  const NgpFastPath f = make_ngp_fast_path(g);
+  int32_t v[3 * kNgpBlock];
+  int64_t index[kNgpBlock], which[kNgpBlock];
+  for (int64_t b = 0; b < num; b += kNgpBlock) {
+    const int64_t len = std::min(kNgpBlock, num - b);
+    ngp_block_cells(pos + 3 * b, 3 * len, f, v);
+    // the owned particles' cells, each prefetched as soon as it is known, so that the
+    // block's cache misses overlap; then the updates, in particle order
+    int64_t count = 0;
+    for (int64_t j = 0; j < len; ++j) {
+      int64_t cell[3];
+      if (!ngp_fast_cells(v + 3 * j, f, cell)) {
+        double t;
+        for (int d = 0; d < 3; ++d) locate_axis<1>(pos, b + j, d, g, &cell[d], &t);
+      }
+      if (range.offset(cell[0]) >= range.width) continue;
+      index[count] = (cell[0] * n + cell[1]) * n + cell[2];
+      __builtin_prefetch(grid + index[count], 1);
+      which[count++] = b + j;
+    }
+    if (wts == nullptr) {
+      for (int64_t k = 0; k < count; ++k) grid[index[k]] += scalar_t(1);
+    } else {
+      for (int64_t k = 0; k < count; ++k) grid[index[k]] += wts[which[k]];
+    }
+  }
+}
+
+// One thread's share: the parts of all particles' stencils in its slabs, bucket by bucket.
+template <int ORDER, typename scalar_t>
+void paint_range(const scalar_t* pos, const scalar_t* wts, int64_t num, scalar_t* grid,
+                 const GridSpec& g, const SlabRange& range, int64_t capacity) {
+  const int64_t n = g.n, groups = range.groups();
+  std::vector<Record<scalar_t, ORDER>> records(capacity);
+  std::vector<Listing> listed(capacity);
+  std::vector<int64_t> start(groups + 1);
+  int64_t p = 0;
+  while (p < num) {
+    // 1. scan x until the buffer is full: the owned particles and their buckets
+    std::fill(start.begin(), start.end(), 0);
+    int64_t owned = 0, entries = 0;
+    const int64_t chunk_begin = p, scan_end = std::min(num, p + (int64_t{1} << 30));
+    for (; p < scan_end && entries + 2 <= capacity; ++p) {
+      int64_t i0;
+      double t;
+      locate_axis<ORDER>(pos, p, 0, g, &i0, &t);
+      const int64_t d = range.offset(i0);
+      if (!(d < range.width || d + ORDER - 1 >= n)) continue;  // no owned slab
+      Listing l{static_cast<int32_t>(p - chunk_begin), {kNoGroup, kNoGroup}};
+      int k = 0;
+      for (int a = 0; a < ORDER; ++a) {
+        const int64_t off = range.offset(wrap_index(i0 + a, n));
+        if (off >= range.width) continue;
+        const uint16_t grp = static_cast<uint16_t>(off / range.span);
+        if (k == 0 || l.group[k - 1] != grp) l.group[k++] = grp;
+      }
+      if (k == 0) continue;
+      for (int j = 0; j < k; ++j) ++start[l.group[j] + 1];
+      entries += k;
+      listed[owned++] = l;
+    }
+    for (int64_t grp = 0; grp < groups; ++grp) start[grp + 1] += start[grp];
+    // 2. locate the owned particles into their buckets, in particle order
+    std::vector<int64_t>& cursor = start;  // advanced to each bucket's end, then shifted back
+    for (int64_t j = 0; j < owned; ++j) {
+      const Listing& l = listed[j];
+      Record<scalar_t, ORDER> r;
+      make_record<ORDER>(pos, wts, chunk_begin + l.p, g, &r);
+      records[cursor[l.group[0]]++] = r;
+      if (l.group[1] != kNoGroup) records[cursor[l.group[1]]++] = r;
+    }
+    for (int64_t grp = groups; grp > 0; --grp) start[grp] = start[grp - 1];
+    start[0] = 0;
+    // 3. paint bucket by bucket
+    for (int64_t grp = 0; grp < groups; ++grp) {
+      const int64_t first = grp * range.span, last = std::min(range.width, first + range.span);
+      for (int64_t j = start[grp]; j < start[grp + 1]; ++j)
+        deposit<ORDER>(records[j], grid, range, first, last);
+    }
+  }
+}
+
+// Slab ranges, one per part, balanced on the deposits of a sample of the particles:
+// bounds[0] = 0 <= ... <= bounds[parts] = n.
+template <int ORDER, typename scalar_t>
+std::vector<int64_t> balanced_ranges(const scalar_t* pos, int64_t num, const GridSpec& g,
+                                     int64_t parts) {
+  const int64_t n = g.n;
+  std::vector<int64_t> load(n, 1);  // every slab costs something
+  const int64_t stride = std::max<int64_t>(1, num / kSample);
+  int64_t total = n;
+  for (int64_t p = 0; p < num; p += stride) {
+    int64_t i0;
+    double t;
+    locate_axis<ORDER>(pos, p, 0, g, &i0, &t);
+    for (int a = 0; a < ORDER; ++a) load[wrap_index(i0 + a, n)] += 16;
+    total += 16 * ORDER;
+  }
+  std::vector<int64_t> bounds(parts + 1, n);
+  bounds[0] = 0;
+  int64_t acc = 0, k = 1;
+  for (int64_t s = 0; s < n && k < parts; ++s) {
+    acc += load[s];
+    while (k < parts && acc * parts >= total * k) bounds[k++] = s + 1;
+  }
+  return bounds;
 }
 
 template <int ORDER, typename scalar_t>
 void paint_kernel(const scalar_t* pos, const scalar_t* wts, int64_t num, scalar_t* grid,
                   const GridSpec& g) {
   const int64_t n = g.n;
-  const int64_t nb = block_count(n);
-  if (num < kSortThreshold || nb < 2) {
-    Record<scalar_t, ORDER> r;
-    for (int64_t p = 0; p < num; ++p) {
-      int64_t i0;
-      double t;
-      locate_x<ORDER>(pos, p, g, &i0, &t);
-      locate_particle<ORDER>(pos, wts, p, g, i0, t, &r);
-      deposit<ORDER>(r, grid, n);
+  if (num < kDirectThreshold) {
+    if constexpr (ORDER == 1) {
+      paint_range_ngp(pos, wts, num, grid, g, SlabRange{0, n, n, n});
+    } else {
+      paint_range_direct<ORDER>(pos, wts, num, grid, g, SlabRange{0, n, n, n});
     }
     return;
   }
-  std::vector<int32_t> block_of_slab(n);
-  for (int64_t s = 0; s < n; ++s) block_of_slab[s] = static_cast<int32_t>(s * nb / n);
-  const int64_t tasks = std::max<int64_t>(1, at::get_num_threads());
-  // the buffers take at most the memory of one grid (see the top of the file)
-  const int64_t per_particle = sizeof(Record<scalar_t, ORDER>) + sizeof(int16_t);
-  const int64_t chunk = std::clamp<int64_t>(n * n * n * int64_t{sizeof(scalar_t)} / per_particle,
-                                             kMinChunk, kMaxChunk);
-  std::vector<Record<scalar_t, ORDER>> records(std::min(chunk, num));
-  std::vector<int16_t> block_id(std::min(chunk, num));  // kMaxBlocks fits
-  std::vector<int64_t> counts(tasks * nb), block_start(nb + 1);
-
-  for (int64_t start = 0; start < num; start += chunk) {
-    const int64_t len = std::min(chunk, num - start);
-    const scalar_t* cpos = pos + 3 * start;
-    const scalar_t* cwts = wts != nullptr ? wts + start : nullptr;
-    auto range = [&](int64_t t, int64_t* b, int64_t* e) {
-      *b = len * t / tasks;
-      *e = len * (t + 1) / tasks;
-    };
-    auto block_of = [&](int64_t p) {
-      int64_t i0;
-      double t;
-      locate_x<ORDER>(cpos, p, g, &i0, &t);
-      return block_of_slab[i0];
-    };
-    std::fill(counts.begin(), counts.end(), 0);
-    // 1. count
-    at::parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) {
-        int64_t b, e;
-        range(t, &b, &e);
-        int64_t* cnt = counts.data() + t * nb;
-        for (int64_t p = b; p < e; ++p) {
-          const int32_t blk = block_of(p);
-          block_id[p] = static_cast<int16_t>(blk);
-          ++cnt[blk];
-        }
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n));
+  const std::vector<int64_t> bounds = balanced_ranges<ORDER>(pos, num, g, parts);
+  // the record buffers of all threads take at most one grid (see the top of the file)
+  const int64_t grid_bytes = n * n * n * int64_t{sizeof(scalar_t)};
+  const int64_t per_record = sizeof(Record<scalar_t, ORDER>) + sizeof(Listing);
+  const int64_t capacity = std::clamp<int64_t>(grid_bytes / (parts * per_record), kMinRecords,
+                                               std::min(kMaxRecords, 2 * num + 2));
+  const int64_t slab_bytes = n * n * int64_t{sizeof(scalar_t)};
+  at::parallel_for(0, parts, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t width = bounds[t + 1] - bounds[t];
+      if (width == 0) continue;
+      if constexpr (ORDER == 1) {
+        paint_range_ngp(pos, wts, num, grid, g, SlabRange{bounds[t], width, width, n});
+        continue;
       }
-    });
-    // block-major, then task, then particle order: the write cursors
-    int64_t offset = 0;
-    for (int64_t blk = 0; blk < nb; ++blk) {
-      block_start[blk] = offset;
-      for (int64_t t = 0; t < tasks; ++t) {
-        const int64_t c = counts[t * nb + blk];
-        counts[t * nb + blk] = offset;
-        offset += c;
-      }
+      int64_t span = std::max<int64_t>(2, kGroupBytes / slab_bytes);
+      span = std::max(span, (width + kMaxGroups - 1) / kMaxGroups);
+      paint_range<ORDER>(pos, wts, num, grid, g, SlabRange{bounds[t], width, span, n}, capacity);
     }
-    block_start[nb] = offset;
-    // 2. locate, into sorted place
-    at::parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) {
-        int64_t b, e;
-        range(t, &b, &e);
-        int64_t* cursor = counts.data() + t * nb;
-        for (int64_t p = b; p < e; ++p) {
-          int64_t i0;
-          double t;
-          locate_x<ORDER>(cpos, p, g, &i0, &t);
-          locate_particle<ORDER>(cpos, cwts, p, g, i0, t, &records[cursor[block_id[p]]++]);
-        }
-      }
-    });
-    // 3. deposit: even blocks, then odd blocks. Blocks are handed out one at a time
-    //    (clustered catalogues fill some blocks far more than others); which thread paints
-    //    a block does not change the result.
-    for (int64_t phase = 0; phase < 2; ++phase) {
-      std::atomic<int64_t> next{0};
-      at::parallel_for(0, tasks, 1, [&](int64_t, int64_t) {
-        for (int64_t k = next++; k < nb / 2; k = next++) {
-          const int64_t blk = 2 * k + phase;
-          const int64_t end = block_start[blk + 1];
-          for (int64_t j = block_start[blk]; j < end; ++j) deposit<ORDER>(records[j], grid, n);
-        }
-      });
-    }
-  }
+  });
 }
 
 template <int ORDER, bool GRAD, typename scalar_t>
@@ -213,7 +366,18 @@ void paint_into_cpu(at::Tensor grid, const at::Tensor& positions,
 at::Tensor paint_cpu(const at::Tensor& positions, const c10::optional<at::Tensor>& weights,
                      int64_t n, double box_size, int64_t order) {
   check_paint_args(positions, weights, n, box_size, order);
-  at::Tensor grid = at::zeros({n, n, n}, positions.options());
+  // Asks for transparent huge pages before the first touch: random updates of a large grid
+  // otherwise miss the TLB on nearly every particle. Only a hint; without it nothing changes.
+  at::Tensor grid = at::empty({n, n, n}, positions.options());
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(grid.data_ptr());
+    const uintptr_t b = (a + (1 << 21) - 1) & ~uintptr_t((1 << 21) - 1);
+    const uintptr_t e = (a + grid.nbytes()) & ~uintptr_t((1 << 21) - 1);
+    if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_HUGEPAGE);
+  }
+#endif
+  grid.zero_();
   paint_checked(grid, positions, weights, box_size, order);
   return grid;
 }
