@@ -62,6 +62,11 @@ def check_in_box(pos: np.ndarray, box_size: float, path, block: str) -> None:
         raise SnapshotError(path, f"{block}: positions must lie in [0, BoxSize = {box_size:.6g} "
                             f"Mpc/h), found values in [{lo:.6g}, {hi:.6g}] (is it really the "
                             "positions block, and are BoxSize and the length unit right?)")
+    if len(pos) > 1 and lo == hi == 0.0:
+        # what a lost data address reads as (HDF5 returns zeros for data it cannot find, and
+        # a pointer moved into padding reads zeros too): no snapshot has every particle at 0
+        raise SnapshotError(path, f"{block}: all {len(pos)} positions of a chunk are exactly 0 "
+                            "(a corrupt or missing data block)")
 
 
 def guess_length_factor(box_size: float, path) -> float:

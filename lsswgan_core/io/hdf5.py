@@ -9,6 +9,7 @@ for files without one (initial conditions), the caller's; never a guessed one.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from pathlib import Path
 from typing import Iterator
@@ -23,7 +24,8 @@ _NUMBERED = re.compile(r"^(.*)\.(\d+)\.(hdf5|h5)$")
 
 # what h5py raises on a corrupt file (besides OSError): bad object headers, attributes
 # or addresses surface as RuntimeError, KeyError, ValueError, TypeError or IndexError
-_H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError)
+_H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError,
+              AttributeError)   # a name that is not a dataset (a committed datatype)
 
 
 @contextlib.contextmanager
@@ -103,11 +105,41 @@ class HDF5Snapshot(Snapshot):
                 dset = f[name]
                 if dset.ndim != 2 or dset.shape[1] != 3:
                     raise SnapshotError(path, f"{name} has shape {dset.shape}, expected (N, 3)")
+                _check_allocated(dset, path, name)
                 for start in range(0, dset.shape[0], chunk):
                     block = np.asarray(dset[start:start + chunk])
                     if block.dtype.kind != "f":
                         raise SnapshotError(path, f"{name} holds {block.dtype}, not floats")
                     yield path, name, block
+
+
+def _check_allocated(dset, path: Path, name: str) -> None:
+    """libhdf5 reads data it cannot find (a lost chunk, an address past the end of the file)
+    as the fill value, zeros, without an error: every chunk, or the contiguous block, must be
+    there and inside the file."""
+    if dset.size == 0:
+        return
+    size = os.path.getsize(path)
+    if dset.chunks is not None:
+        expected = int(np.prod([-(-s // c) for s, c in zip(dset.shape, dset.chunks)]))
+        have = dset.id.get_num_chunks()
+        if have < expected:
+            raise SnapshotError(path, f"{name}: {have} of its {expected} data chunks are "
+                                "missing (a corrupt chunk index)")
+        spans = []
+        if hasattr(dset.id, "chunk_iter"):
+            dset.id.chunk_iter(lambda info: spans.append((info.byte_offset, info.size)))
+        else:
+            spans = [(i.byte_offset, i.size) for i in map(dset.id.get_chunk_info, range(have))]
+    else:
+        offset = dset.id.get_offset()
+        spans = [(offset if offset is not None else size, dset.size * dset.dtype.itemsize)]
+        if dset.id.get_storage_size() < dset.size * dset.dtype.itemsize:
+            raise SnapshotError(path, f"{name}: its data is shorter than its shape")
+    for offset, length in spans:
+        if offset is None or offset + length > size:
+            raise SnapshotError(path, f"{name}: data at byte {offset} (+{length}) lies past the "
+                                f"end of the file ({size} bytes): truncated or corrupt")
 
 
 def open_hdf5(parts: list[Path], length_factor: float | None,

@@ -21,9 +21,27 @@ class NumpySnapshot(Snapshot):
             yield self.files[0], "the positions array", np.asarray(array[start:start + chunk])
 
 
+def _check_npy_header(path: Path) -> None:
+    """The header must end with a newline right before the data, as every writer of the
+    format pads it: a corrupt header length would otherwise shift every value silently."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0), (3, 0)):
+            raise SnapshotError(path, f"unknown .npy format version {version}")
+        # version 3 differs from 2 only in the header's text encoding (utf-8)
+        (np.lib.format.read_array_header_1_0 if version == (1, 0)
+         else np.lib.format.read_array_header_2_0)(f)
+        end = f.tell()
+        f.seek(end - 1)
+        if f.read(1) != b"\n":
+            raise SnapshotError(path, f"the .npy header does not end where its length says "
+                                f"(byte {end}): a corrupt header")
+
+
 def _load(path: Path):
     try:
         if path.suffix == ".npy":
+            _check_npy_header(path)
             return np.load(path, mmap_mode="r", allow_pickle=False)
         with np.load(path, allow_pickle=False) as z:
             key = "positions" if "positions" in z.files else (z.files[0] if len(z.files) == 1
