@@ -40,6 +40,12 @@ demo: build
 bench: build
 	$(PY) bench/run.py
 
+# the long reliability suite (issue 13; about 20-30 minutes on 2 cores): full disks, kills,
+# concurrent writers, 10,000 corrupted snapshots per format, hostile arguments
+.PHONY: stress
+stress: build
+	OMP_NUM_THREADS=1 $(PY) bench/stress.py
+
 cuda-check:
 	@test -n "$(CUDA_HOME)" || { echo "cuda-check: no CUDA toolkit found (set CUDA_HOME)"; exit 1; }
 	test -x $(CUDA_VENV)/bin/python || $(PYTHON) -m venv $(CUDA_VENV)

@@ -113,29 +113,49 @@ def write_snapshot(fmt: str, directory: Path, n: int = 40, seed: int = 0) -> tup
     raise ValueError(fmt)
 
 
-def structure_offsets(raw: bytes, fmt: str) -> list[int]:
-    """Byte offsets where the structure lives (headers, block markers, counts) — where a
-    bit flip is most likely to mislead a reader."""
-    if fmt.startswith("gadget"):
-        offsets = list(range(min(len(raw), 300)))
-        # 4-byte block markers: every offset whose little- or big-endian uint32 equals the
-        # distance to a matching marker is a block boundary; simply take the last 64 bytes too
-        offsets += list(range(max(0, len(raw) - 64), len(raw)))
-        return offsets
+def payload_ranges(raw: bytes, fmt: str, path: Path) -> list[range]:
+    """Where the particle data lives (position, velocity and ID payloads): a flip there gives a
+    different but valid file, which no reader can tell from the original."""
     if fmt == "numpy":
-        return list(range(min(len(raw), 128)))
-    # HDF5: superblock, object headers and attribute messages sit in the first and last KiB
-    return list(range(min(len(raw), 2048))) + list(range(max(0, len(raw) - 1024), len(raw)))
+        header = 10 + int.from_bytes(raw[8:10], "little")
+        return [range(header, len(raw))]
+    if fmt.startswith("hdf5"):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            data = f["PartType1/Coordinates"][...].tobytes()
+        start = raw.find(data)
+        assert start >= 0
+        return [range(start, start + len(data))]
+    endian = ">" if fmt == "gadget2-format2" else "<"
+    label = 16 if fmt == "gadget2-format2" else 0
+    ranges, at, first = [], 0, True
+    while at + label + 4 <= len(raw):
+        at += label
+        size = int(np.frombuffer(raw[at:at + 4], endian + "u4")[0])
+        if not first:
+            ranges.append(range(at + 4, at + 4 + size))
+        first = False
+        at += size + 8
+    return ranges
 
 
-def corrupt(raw: bytes, fmt: str, rng: np.random.Generator) -> tuple[bytes, str]:
-    """One random corruption: a truncation, bit flips aimed at the structure, or an absurd
-    count written over a header word."""
+def structure_offsets(raw: bytes, fmt: str, path: Path) -> list[int]:
+    """Byte offsets of the structure (headers, block markers and labels, HDF5 metadata, the
+    .npy header): everything but the particle payloads."""
+    inside = np.zeros(len(raw), bool)
+    for r in payload_ranges(raw, fmt, path):
+        inside[r.start:r.stop] = True
+    return np.flatnonzero(~inside).tolist()
+
+
+def corrupt(raw: bytes, offsets: list[int], rng: np.random.Generator) -> tuple[bytes, str]:
+    """One random corruption: a truncation, bit flips aimed at the structure (`offsets`), or
+    an absurd count written over a structure word."""
     raw = bytearray(raw)
-    kind = rng.choice(["truncate", "flip", "flip", "count"])
+    kind = str(rng.choice(["truncate", "flip", "flip", "count"]))
     if kind == "truncate":
         return bytes(raw[:int(rng.integers(0, len(raw)))]), kind
-    offsets = structure_offsets(raw, fmt)
     if kind == "flip":
         for _ in range(int(rng.integers(1, 5))):
             i = offsets[int(rng.integers(len(offsets)))]
@@ -162,13 +182,18 @@ def fuzz_format(fmt: str, count: int, workdir: Path, seed: int = 0) -> dict:
     in 'failures' (with its kind and the exception), never raised."""
     from lsswgan_core.io import SnapshotError
 
+    import logging
+
+    logging.getLogger("lsscore.io").setLevel(logging.ERROR)  # header warnings by the thousand
     path, kwargs = write_snapshot(fmt, workdir / fmt, seed=seed)
     original_bytes = path.read_bytes()
     original = read_all(path, kwargs)
+    offsets = structure_offsets(original_bytes, fmt, path)
     rng = np.random.default_rng([seed, FORMATS.index(fmt)])
-    outcome = {"snapshot_error": 0, "identical": 0, "failures": []}
+    outcome = {"count": count, "snapshot_error": 0, "identical": 0, "rescaled": 0,
+               "failures": []}
     for _ in range(count):
-        data, kind = corrupt(original_bytes, fmt, rng)
+        data, kind = corrupt(original_bytes, offsets, rng)
         path.write_bytes(data)
         try:
             out = read_all(path, kwargs)
@@ -176,15 +201,228 @@ def fuzz_format(fmt: str, count: int, workdir: Path, seed: int = 0) -> dict:
             outcome["snapshot_error"] += 1
             continue
         except Exception as exc:  # noqa: BLE001 - anything else is the finding
-            outcome["failures"].append((kind, f"{type(exc).__name__}: {exc}"[:300]))
+            outcome["failures"].append((kind, f"{type(exc).__name__}: {exc}"[:300], data))
             continue
         if out.shape == original.shape and np.array_equal(out, original):
             outcome["identical"] += 1
+        elif fmt.startswith("hdf5") and out.shape == original.shape and _rescaled(out, original):
+            # a changed unit or h attribute: a valid file of other units, read consistently
+            # (positions and box scaled alike, every position checked against the box)
+            outcome["rescaled"] += 1
         else:
-            outcome["failures"].append((kind, f"a different read: shape {out.shape}"))
+            outcome["failures"].append((kind, f"a different read: shape {out.shape}", data))
     path.write_bytes(original_bytes)
     return outcome
 
 
+def _rescaled(out: np.ndarray, original: np.ndarray) -> bool:
+    ratio = out[original != 0] / original[original != 0]
+    return bool(ratio.size > 0 and np.isfinite(ratio).all() and ratio[0] > 0
+                and np.allclose(ratio, ratio[0], rtol=1e-6))
+
+
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ------------------------------------------------------------------ hostile arguments
+
+HOSTILE = ("nan", "inf", "-inf", "-1", "0", "1e300", "99999999999999999999", "", "abc",
+           "MISSING")
+
+
+def cli_table(files: dict) -> dict:
+    """{command: (base arguments of a cheap valid run, {option: values it may accept})}.
+    `files` holds a suite, a dataset, a checkpoint, positions and a scratch directory. A value
+    of HOSTILE not listed as acceptable must be refused (non-zero exit, one 'Error' line)."""
+    s, d, c, p, t = (files[k] for k in ("suite", "dataset", "checkpoint", "positions", "tmp"))
+    seeds = {"0"}
+    return {
+        "paint": ([p, "--box-size", 100, "--grid", 8, "--out", t / "g.npy"],
+                  {"POSITIONS": set(), "--box-size": {"1e300", "99999999999999999999"},
+                   "--grid": set(),
+                   "--scheme": set(), "--out": set()}),
+        "simulate": (["--out", t / "sim", "--n-sims", 1, "--particles", 4, "--pm-steps", 1,
+                      "--box-size", 64],
+                     {"--out": set(), "--n-sims": set(), "--particles": set(),
+                      "--box-size": set(), "--seed": seeds, "--pm-steps": set(),
+                      "--mesh-factor": set(), "--redshift": {"0"}, "--format": set()}),
+        "preprocess": ([*s[:3], "--out", t / "d.h5", "--grid", 16, "--cube", 8,
+                        "--cubes-per-box", 2, "--length-unit", "Mpc/h"],
+                       {"INPUTS": set(), "--out": set(), "--config": set(), "--grid": set(),
+                        "--cube": set(), "--cubes-per-box": set(), "--split-cubes": set(),
+                        "--scheme": set(), "--split-fractions": set(), "--seed": seeds,
+                        "--workers": {"99999999999999999999"}, "--length-unit": set(),
+                        "--hubble": {"0"}}),
+        "train": (["--data", d, "--out", t / "run", "--max-epochs", 1, "--set",
+                   "model.width=0.125", "--set", "train.batch_size=4", "--set",
+                   "train.n_critic=1", "--set", "duality_gap.every=100"],
+                  {"--data": set(), "--config": set(), "--set": set(), "--out": set(),
+                   "--device": set(), "--seed": seeds, "--max-epochs": set()}),
+        "sample": (["--checkpoint", c, "--n", 2, "--out", t / "s.h5"],
+                   {"--checkpoint": set(), "--n": set(), "--out": set(), "--batch": set(),
+                    "--sample-bn": set(), "--seed": seeds, "--device": set()}),
+        "evaluate": (["--checkpoint", c, "--data", d, "--out", t / "report", "--n", 2],
+                     {"--checkpoint": set(), "--data": set(), "--split": set(), "--n": set(),
+                      "--out": set(), "--seed": seeds, "--sample-bn": set(),
+                      "--device": set()}),
+    }
+
+
+CASE_SECONDS = 60   # a hostile value that makes a tiny run take longer was accepted
+PATH_OPTIONS = {"paint": ("--out",), "simulate": ("--out",), "preprocess": ("--out",),
+                "train": ("--out",), "sample": ("--out",), "evaluate": ("--out",)}
+OUTPUT_DIRS = ("simulate", "train", "evaluate")
+
+
+def hostile_cases(files: dict) -> list[tuple[str, str, str]]:
+    return [(command, option, value) for command, (_, options) in cli_table(files).items()
+            for option in options for value in HOSTILE]
+
+
+def _with(base: list, option: str, value: str) -> list:
+    """The base arguments with `option` set to `value` (a positional replaced in place)."""
+    args = [str(a) for a in base]
+    if option == "POSITIONS":
+        return [value] + args[1:]
+    if option == "INPUTS":
+        return [value] + args[3:]
+    if option == "--set":
+        return args + ["--set", value]
+    if option in args:
+        i = args.index(option)
+        return args[:i + 1] + [value] + args[i + 2:]
+    return args + [option, value]
+
+
+def run_hostile(files: dict, command: str, option: str, value: str) -> str | None:
+    """Runs one hostile invocation in-process; None when it behaved, else what went wrong."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from lsscore.main import cli
+
+    base, options = cli_table(files)[command]
+    if option in PATH_OPTIONS.get(command, ()):
+        # a plain name is a valid output name (written in the current directory, the scratch
+        # one during the sweep); a missing parent directory only for outputs that are dirs
+        options = {**options, option: set(HOSTILE) - {"", "MISSING"}
+                   | ({"MISSING"} if option == "--out" and command in OUTPUT_DIRS else set())}
+    if value == "MISSING":
+        value = str(files["tmp"] / "no" / "such" / "file")
+    for entry in list(files["tmp"].iterdir()):
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    args = [command] + _with(base, option, value)
+    here = os.getcwd()
+    os.chdir(files["tmp"])   # relative output names land in the scratch directory
+
+    def too_long(signum, frame):
+        raise TimeoutError(f"still running after {CASE_SECONDS} s")
+
+    previous = signal.signal(signal.SIGALRM, too_long)
+    signal.setitimer(signal.ITIMER_REAL, CASE_SECONDS)
+    try:
+        res = CliRunner().invoke(cli, args)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        os.chdir(here)
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
+        return f"{type(res.exception).__name__}: {str(res.exception)[:200]} (a traceback)"
+    if "Traceback" in res.output:
+        return "a traceback in the output"
+    if res.exit_code == 0:
+        shown = "MISSING" if "no/such/file" in value else value
+        if shown not in options[option]:
+            return "accepted without a word"
+        return None
+    if not any(line.startswith("Error") for line in res.output.splitlines()):
+        return f"exit {res.exit_code} without an 'Error' line: {res.output[-200:]!r}"
+    return None
+
+
+def hostile_ops() -> list[tuple[str, object]]:
+    """(name, call) pairs: every public op of lsswgan_core.ops under hostile input. Each call
+    must raise ValueError, TypeError or RuntimeError with a message, never crash, never return
+    a result for nonsense."""
+    import torch
+
+    from lsswgan_core import ops
+
+    f64 = torch.float64
+    pos = torch.rand(10, 3, dtype=f64)
+    field = torch.rand(8, 8, 8, dtype=f64)
+    nan_pos = pos.clone()
+    nan_pos[0, 0] = float("nan")
+    inf_field = field.clone()
+    inf_field[0, 0, 0] = float("inf")
+    cases = []
+    for name, value in (("nan", float("nan")), ("inf", float("inf")), ("-1", -1.0), ("0", 0.0),
+                        ("str", "1")):
+        cases += [(f"paint box_size={name}", lambda v=value: ops.paint(pos, 8, v)),
+                  (f"readout box_size={name}", lambda v=value: ops.readout(field, pos, v)),
+                  (f"power_spectrum box_size={name}", lambda v=value: ops.power_spectrum(field, v))]
+    for name, value in (("nan", float("nan")), ("inf", float("inf")), ("-inf", -float("inf"))):
+        cases.append((f"soft_histogram lo={name}", lambda v=value: ops.soft_histogram(
+            pos.flatten(), v, 1.0, 4)))
+    for name, n in (("0", 0), ("-1", -1), ("huge", 10**6), ("float", 8.5), ("str", "8")):
+        cases.append((f"paint n={name}", lambda n=n: ops.paint(pos, n, 1.0)))
+    for name, nbins in (("0", 0), ("-1", -1), ("huge", 10**12), ("float", 2.5)):
+        cases.append((f"soft_histogram nbins={name}",
+                      lambda b=nbins: ops.soft_histogram(pos.flatten(), 0.0, 1.0, b)))
+    cases += [
+        ("paint nan positions", lambda: ops.paint(nan_pos, 8, 1.0)),
+        ("paint int positions", lambda: ops.paint(pos.long(), 8, 1.0)),
+        ("paint (N, 2) positions", lambda: ops.paint(pos[:, :2], 8, 1.0)),
+        ("paint scheme", lambda: ops.paint(pos, 8, 1.0, scheme="xyz")),
+        ("paint weights shape", lambda: ops.paint(pos, 8, 1.0, weights=torch.ones(3, dtype=f64))),
+        ("paint nan weights", lambda: ops.paint(pos, 8, 1.0, weights=torch.full((10,), float("nan"), dtype=f64))),
+        ("paint out wrong shape", lambda: ops.paint(pos, 8, 1.0, out=torch.zeros(4, 4, 4, dtype=f64))),
+        ("paint out wrong dtype", lambda: ops.paint(pos, 8, 1.0, out=torch.zeros(8, 8, 8, dtype=torch.int64))),
+        ("paint string positions", lambda: ops.paint("positions", 8, 1.0)),
+        ("readout non-cubic", lambda: ops.readout(torch.rand(8, 8, 4, dtype=f64), pos, 1.0)),
+        ("readout inf field", lambda: ops.readout(inf_field, pos, 1.0)),
+        ("readout nan positions", lambda: ops.readout(field, nan_pos, 1.0)),
+        ("readout dtype mix", lambda: ops.readout(field.float(), pos, 1.0)),
+        ("find_peaks radius 0", lambda: ops.find_peaks(field, radius=0)),
+        ("find_peaks radius -1", lambda: ops.find_peaks(field, radius=-1)),
+        ("find_peaks radius huge", lambda: ops.find_peaks(field, radius=10**6)),
+        ("find_peaks boundary", lambda: ops.find_peaks(field, boundary="xyz")),
+        ("find_peaks 2-D", lambda: ops.find_peaks(torch.rand(8, 8, dtype=f64))),
+        ("find_peaks int", lambda: ops.find_peaks(field.long())),
+        ("power_spectrum non-cubic", lambda: ops.power_spectrum(torch.rand(8, 8, 4, dtype=f64), 1.0)),
+        ("power_spectrum inf field", lambda: ops.power_spectrum(inf_field, 1.0)),
+        ("power_spectrum int", lambda: ops.power_spectrum(field.long(), 1.0)),
+        ("power_spectrum bins nan", lambda: ops.power_spectrum(field, 1.0, bins=[0.1, float("nan")])),
+        ("power_spectrum bins decreasing", lambda: ops.power_spectrum(field, 1.0, bins=[3.0, 1.0])),
+        ("power_spectrum mas", lambda: ops.power_spectrum(field, 1.0, mas="xyz")),
+        ("soft_histogram lo > hi", lambda: ops.soft_histogram(pos.flatten(), 1.0, 0.0, 4)),
+        ("soft_histogram nan values", lambda: ops.soft_histogram(nan_pos.flatten(), 0.0, 1.0, 4)),
+        ("soft_histogram weights shape", lambda: ops.soft_histogram(pos.flatten(), 0.0, 1.0, 4,
+                                                                    weights=torch.ones(3, dtype=f64))),
+        ("soft_histogram int", lambda: ops.soft_histogram(pos.flatten().long(), 0.0, 1.0, 4)),
+    ]
+    if torch.cuda.is_available():
+        cases.append(("paint mixed devices", lambda: ops.paint(pos, 8, 1.0, out=torch.zeros(8, 8, 8, dtype=f64, device="cuda"))))
+    return cases
+
+
+def run_hostile_op(call) -> str | None:
+    """None when the op refused with ValueError, TypeError or RuntimeError and a message;
+    else what went wrong."""
+    try:
+        result = call()
+    except (ValueError, TypeError, RuntimeError) as exc:
+        message = str(exc).strip()
+        if not message:
+            return f"{type(exc).__name__} without a message"
+        if "Traceback" in message or "enforce fail" in message or "alloc" in message.lower():
+            return f"an internal error, not a check: {message.splitlines()[0][:200]}"
+        return None
+    except Exception as exc:  # noqa: BLE001
+        return f"{type(exc).__name__}: {str(exc)[:200]}"
+    return f"accepted without a word (returned {type(result).__name__})"

@@ -182,3 +182,181 @@ def test_batch_size_zero_is_refused(tmp_path, dataset):
     line = rel.one_line_failure(res)
     assert "train.batch_size must be >= 1" in line, line
     assert not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------------------------ corrupted snapshots
+
+
+@pytest.mark.parametrize("fmt", rel.FORMATS)
+def test_corrupted_snapshots_give_a_snapshot_error_or_the_same_read(tmp_path, fmt):
+    """A few hundred truncations, bit flips in headers and markers and absurd counts per
+    format (bench/stress.py runs 10,000): a SnapshotError or exactly the original positions
+    (for HDF5 also a consistent rescale, when a unit or h attribute was hit)."""
+    outcome = rel.fuzz_format(fmt, 300, tmp_path)
+    assert outcome["failures"] == [], outcome["failures"][:5]
+    assert outcome["snapshot_error"] > 30   # the corruptions do reach the checks
+    assert outcome["snapshot_error"] + outcome["identical"] + outcome["rescaled"] == 300
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("Can't synchronously determine if attribute exists"),
+                                 KeyError("Unable to synchronously open object")])
+def test_what_h5py_raises_on_a_corrupt_file_is_a_snapshot_error(tmp_path, monkeypatch, exc):
+    from lsswgan_core.io import SnapshotError, open_snapshot
+    from lsswgan_core.io import hdf5 as hdf5_module
+
+    path, kwargs = rel.write_snapshot("hdf5-gadget", tmp_path)
+
+    def broken(*args, **kw):
+        raise exc
+
+    monkeypatch.setattr(hdf5_module, "_attr", broken)
+    with pytest.raises(SnapshotError, match="snap.hdf5"):
+        open_snapshot(path, **kwargs)
+
+
+def test_a_corrupt_npy_header_is_a_snapshot_error(tmp_path):
+    from lsswgan_core.io import SnapshotError, open_snapshot
+
+    path, kwargs = rel.write_snapshot("numpy", tmp_path)
+    raw = bytearray(path.read_bytes())
+    raw[raw.index(b"}"):raw.index(b"}") + 1] = b"("   # an unclosed bracket: a TokenError
+    path.write_bytes(bytes(raw))
+    with pytest.raises(SnapshotError, match="snap.npy"):
+        open_snapshot(path, **kwargs).read_positions()
+
+
+def test_an_hdf5_data_address_past_the_end_is_a_snapshot_error(tmp_path):
+    """libhdf5 reads a chunk it cannot find as zeros, without an error."""
+    import h5py
+
+    from lsswgan_core.io import SnapshotError, open_snapshot
+
+    path, kwargs = rel.write_snapshot("hdf5-gadget", tmp_path)
+    with h5py.File(path, "r") as f:
+        offset = f["PartType1/Coordinates"].id.get_chunk_info(0).byte_offset
+    raw = bytearray(path.read_bytes())
+    at = raw.index(offset.to_bytes(8, "little"))   # the chunk index's address of the data
+    raw[at:at + 8] = (2**32 - 1).to_bytes(8, "little")
+    path.write_bytes(bytes(raw))
+    with pytest.raises(SnapshotError, match="past the end of the file"):
+        open_snapshot(path, **kwargs).read_positions()
+
+
+def test_positions_that_are_all_zero_are_a_snapshot_error(tmp_path):
+    from lsswgan_core.io import SnapshotError, open_snapshot
+
+    np.save(tmp_path / "zeros.npy", np.zeros((10, 3)))
+    with pytest.raises(SnapshotError, match="exactly 0"):
+        open_snapshot(tmp_path / "zeros.npy", box_size=10.0).read_positions()
+    np.save(tmp_path / "one.npy", np.zeros((1, 3)))   # one particle at the origin is fine
+    assert open_snapshot(tmp_path / "one.npy", box_size=10.0).read_positions().shape == (1, 3)
+
+
+def test_an_npy_header_length_that_shifts_the_data_is_a_snapshot_error(tmp_path):
+    from lsswgan_core.io import SnapshotError, open_snapshot
+
+    path, kwargs = rel.write_snapshot("numpy", tmp_path)
+    raw = bytearray(path.read_bytes())
+    raw[8] -= 16    # the header length: the data would start 16 bytes early, in the padding
+    path.write_bytes(bytes(raw))
+    with pytest.raises(SnapshotError, match="header"):
+        open_snapshot(path, **kwargs).read_positions()
+
+
+# ------------------------------------------------------------------ two writers, kills
+
+
+def _samples(path):
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return f["samples"][...]
+
+
+def _reference_samples(ckpt, n, seed):
+    from lsswgan_core.sample import generate
+
+    return generate(ckpt, n, seed=seed)[0]
+
+
+def test_two_samples_into_one_output_leave_one_complete_result(tmp_path, run):
+    ckpt = run / "checkpoints" / "last.pt"
+    refs = [_reference_samples(ckpt, 16, seed) for seed in (1, 2)]
+    assert not np.array_equal(refs[0], refs[1])
+    procs = [rel.lsscore("sample", "--checkpoint", ckpt, "--n", 16, "--seed", seed, "--out",
+                         tmp_path / "s.h5", background=True) for seed in (1, 2)]
+    for p in procs:
+        p.communicate(timeout=300)
+        assert p.returncode == 0
+    got = _samples(tmp_path / "s.h5")
+    assert any(np.array_equal(got, ref) for ref in refs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5"]   # no temporary file
+
+
+def test_a_second_preprocess_of_one_output_is_refused_while_the_first_runs(tmp_path, suite):
+    from lsswgan_core.data import DataConfig, preprocess
+    from lsswgan_core.files import exclusive_lock
+
+    out = tmp_path / "d.h5"
+    cfg = DataConfig(grid=16, cube=8, cubes_per_box=2, length_unit="Mpc/h")
+    with exclusive_lock(tmp_path / "d.h5.lock", str(out)):   # as a live preprocess would
+        with pytest.raises(ValueError, match=r"d\.h5 is in use: pid \d+"):
+            preprocess(suite[:3], out, cfg, show_progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []   # nothing touched
+    preprocess(suite[:3], out, cfg, show_progress=False)      # released: it runs
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.h5"]
+
+
+def test_a_killed_sample_leaves_nothing_and_a_rerun_gives_the_same_file(tmp_path, run):
+    ckpt = run / "checkpoints" / "last.pt"
+    ref = _reference_samples(ckpt, 32, 0)
+    out = tmp_path / "s.h5"
+    proc = rel.lsscore("sample", "--checkpoint", ckpt, "--n", 32, "--out", out, background=True)
+    rel.kill_after(proc, 2.5)
+    proc.communicate()
+    assert rel.temporaries(tmp_path) == []
+    assert not out.exists() or np.array_equal(_samples(out), ref)
+    res = rel.lsscore("sample", "--checkpoint", ckpt, "--n", 32, "--out", out)
+    assert res.returncode == 0
+    assert np.array_equal(_samples(out), ref)
+
+
+# ------------------------------------------------------------------ hostile arguments
+
+# found by the sweep in the kernels' wrappers (csrc/, not this suite's to fix): listed in the
+# issue's follow-up, kept visible here so that a fix shows as a change
+KNOWN_OP_ISSUES = {
+    "paint n=huge",          # an allocator error that does not name n
+    "readout inf field",     # a non-finite field is read out without a word
+}
+
+
+def test_hostile_op_arguments_are_refused():
+    cases = rel.hostile_ops()
+    assert len(cases) > 40
+    found = {name: problem for name, call in cases
+             if name not in ("paint box_size=str", "readout box_size=str",
+                             "power_spectrum box_size=str")   # "1" is read as 1.0, as float()
+             and (problem := rel.run_hostile_op(call)) is not None}
+    assert set(found) <= KNOWN_OP_ISSUES, found
+
+
+@pytest.fixture(scope="module")
+def sweep_files(suite, dataset, run, tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    np.save(root / "p.npy", np.random.default_rng(0).uniform(0, 100, (50, 3)))
+    (root / "t").mkdir()
+    return {"suite": suite, "dataset": dataset, "checkpoint": run / "checkpoints" / "last.pt",
+            "positions": root / "p.npy", "tmp": root / "t"}
+
+
+def test_hostile_cli_arguments_sample(sweep_files):
+    """A sample of the sweep of every option of every command with nan, inf, -1, 0, huge,
+    empty, wrong type and missing files (bench/stress.py runs all of it): one 'Error' line or
+    a run that the value makes sense for; never a traceback."""
+    cases = rel.hostile_cases(sweep_files)
+    rng = np.random.default_rng(13)
+    picked = [cases[i] for i in rng.choice(len(cases), 40, replace=False)
+              if cases[i][0] != "train" or cases[i][2] not in ("0", "-1", "99999999999999999999")]
+    problems = {case: p for case in picked if (p := rel.run_hostile(sweep_files, *case))}
+    assert problems == {}, problems
