@@ -1,7 +1,8 @@
 """Writing files so that a failure never leaves a torn or half-written file under a final name.
 
 `atomic_file(path)` yields a binary file object open on a temporary name in the same
-directory (unique per writer, so two processes writing one output never mix their bytes);
+directory (`NAME.HOST.PID.RANDOM.tmp`: unique per writer, so two processes writing one output
+never mix their bytes; a killed writer's is removed by the next writer of NAME);
 when the body ends the file is fsync'ed and renamed over `path`. When anything fails (disk
 full, a file-size limit, a quota, permissions, a missing directory, or an exception of the
 body) the temporary file is removed, the previous file (or none) stays under `path`, and a
@@ -119,9 +120,35 @@ class _Writer(io.RawIOBase):
             raise self.error
 
 
+def _remove_stale_temporaries(path: Path) -> None:
+    """Temporary files of `path` left by killed writers of this host (a SIGKILL leaves no
+    time to clean up): removed by the next writer, never those of a live process."""
+    prefix = f"{path.name}.{socket.gethostname()}."
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path.parent if str(path.parent) else "."):
+            if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
+                continue
+            pid = entry.name[len(prefix):].split(".")[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _temporary(path: Path) -> tuple[Path, int]:
+    _remove_stale_temporaries(path)
     for _ in range(100):
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        tmp = path.with_name(f"{path.name}.{socket.gethostname()}.{os.getpid()}."
+                             f"{secrets.token_hex(4)}.tmp")
         try:
             return tmp, os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         except FileExistsError:

@@ -1,8 +1,7 @@
 """Reliability (issue 13), the fast part: every command that writes, under a file-size limit
 (a full disk); kills and reruns; two writers of one output; corrupted snapshots of every
 format; hostile arguments. bench/stress.py (`make stress`) runs the same checks at length."""
-import json
-import shutil
+import os
 
 import numpy as np
 import pytest
@@ -150,10 +149,17 @@ def test_sizes_beyond_memory_are_refused_before_allocating(tmp_path, suite, comm
     assert option in res.output and "memory" in res.output, res.output
 
 
+def _one_error_line(res) -> str:
+    assert res.exit_code in (1, 2) and isinstance(res.exception, SystemExit), res.exception
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("Error")]
+    assert len(lines) == 1 and "Traceback" not in res.output, res.output
+    return lines[0]
+
+
 def test_evaluate_names_a_missing_dataset(tmp_path, run):
-    res = rel.lsscore("evaluate", "--checkpoint", run / "checkpoints" / "last.pt", "--data",
-                      tmp_path / "missing.h5", "--out", tmp_path / "report")
-    line = rel.one_line_failure(res)
+    res = _invoke("evaluate", "--checkpoint", run / "checkpoints" / "last.pt", "--data",
+                  tmp_path / "missing.h5", "--out", tmp_path / "report")
+    line = _one_error_line(res)
     assert "missing.h5" in line and "no such file" in line, line
     assert not (tmp_path / "report").exists()   # refused before any work
 
@@ -177,9 +183,9 @@ def test_resume_with_a_checkpoint_that_does_not_fit_is_one_line(tmp_path, datase
 
 
 def test_batch_size_zero_is_refused(tmp_path, dataset):
-    res = rel.lsscore("train", "--data", dataset, "--out", tmp_path / "r", "--set",
-                      "train.batch_size=0")
-    line = rel.one_line_failure(res)
+    res = _invoke("train", "--data", dataset, "--out", tmp_path / "r", "--set",
+                  "train.batch_size=0")
+    line = _one_error_line(res)
     assert "train.batch_size must be >= 1" in line, line
     assert not (tmp_path / "r").exists()
 
@@ -314,11 +320,29 @@ def test_a_killed_sample_leaves_nothing_and_a_rerun_gives_the_same_file(tmp_path
     proc = rel.lsscore("sample", "--checkpoint", ckpt, "--n", 32, "--out", out, background=True)
     rel.kill_after(proc, 2.5)
     proc.communicate()
-    assert rel.temporaries(tmp_path) == []
-    assert not out.exists() or np.array_equal(_samples(out), ref)
+    assert not out.exists() or np.array_equal(_samples(out), ref)   # never a torn file
     res = rel.lsscore("sample", "--checkpoint", ckpt, "--n", 32, "--out", out)
     assert res.returncode == 0
     assert np.array_equal(_samples(out), ref)
+    assert rel.temporaries(tmp_path) == []   # a killed writer's temporary file is gone
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_writer(tmp_path):
+    import socket
+    import subprocess
+
+    from lsswgan_core.files import write_bytes
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    host = socket.gethostname()
+    stale = tmp_path / f"x.h5.{host}.{dead.pid}.0123abcd.tmp"        # a killed writer's
+    live = tmp_path / f"x.h5.{host}.{os.getpid()}.0123abcd.tmp"       # a live writer's
+    other = tmp_path / f"x.h5.another-host.{dead.pid}.0123abcd.tmp"  # unknowable: kept
+    for p in (stale, live, other):
+        p.write_bytes(b"partial")
+    write_bytes(tmp_path / "x.h5", b"complete")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["x.h5", live.name, other.name])
 
 
 # ------------------------------------------------------------------ hostile arguments
