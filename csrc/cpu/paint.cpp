@@ -197,20 +197,32 @@ void paint_range_ngp(const scalar_t* pos, const scalar_t* wts, int64_t num, scal
   for (int64_t b = 0; b < num; b += kNgpBlock) {
     const int64_t len = std::min(kNgpBlock, num - b);
     ngp_block_cells(pos + 3 * b, 3 * len, f, v);
-    // the owned particles' cells, each prefetched as soon as it is known, so that the
-    // block's cache misses overlap; then the updates, in particle order
+    // the owned particles (from the fast x cell, or x's float64 path where that is unsure;
+    // which ones a thread owns is unpredictable, so they are compacted without a branch),
+    // then their cells, prefetched together so that the block's cache misses overlap, then
+    // the updates, in particle order
     int64_t count = 0;
     for (int64_t j = 0; j < len; ++j) {
+      int64_t ix = (v[3 * j] >> f.shift) - 1;
+      const uint32_t frac = static_cast<uint32_t>(v[3 * j]) & f.mask;
+      if (!((static_cast<uint64_t>(ix) < f.n) & (frac - 1 < f.mask - 1) & (f.mask >= 2))) {
+        double t;
+        locate_axis<1>(pos, b + j, 0, g, &ix, &t);
+      }
+      which[count] = j;
+      count += range.offset(ix) < range.width;
+    }
+    for (int64_t k = 0; k < count; ++k) {
+      const int64_t j = which[k];
       int64_t cell[3];
       if (!ngp_fast_cells(v + 3 * j, f, cell)) {
         double t;
         for (int d = 0; d < 3; ++d) locate_axis<1>(pos, b + j, d, g, &cell[d], &t);
       }
-      if (range.offset(cell[0]) >= range.width) continue;
-      index[count] = (cell[0] * n + cell[1]) * n + cell[2];
-      __builtin_prefetch(grid + index[count], 1);
-      which[count++] = b + j;
+      index[k] = (cell[0] * n + cell[1]) * n + cell[2];
+      which[k] = b + j;
     }
+    for (int64_t k = 0; k < count; ++k) __builtin_prefetch(grid + index[k], 1);
     if (wts == nullptr) {
       for (int64_t k = 0; k < count; ++k) grid[index[k]] += scalar_t(1);
     } else {
