@@ -4,6 +4,9 @@
 
 #include <ATen/ATen.h>
 #include <cmath>
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
 
 #include "checks.h"
 
@@ -20,11 +23,38 @@ inline void check_grid_size(int64_t n) {
   TORCH_CHECK(n <= (int64_t{1} << 20), "n (cells per side) is too large: ", n);
 }
 
-// Positions are mapped to cells through x n / L: n / L must be a finite double (a box smaller
-// than n * 5.6e-309 would turn every position into NaN and every cell index into garbage).
+// Positions are mapped to cells through x n / L. n / L must be a finite double (a box smaller
+// than n * 5.6e-309 would turn every position into NaN), and a position of order one must
+// land at a cell coordinate an int64 holds: a box below n 2^-62 (about 2e-19 n) is no
+// physical box in the units of the positions (Mpc/h), and its cell coordinates overflow.
 inline void check_cell_size(double box_size, int64_t n) {
-  TORCH_CHECK(std::isfinite(static_cast<double>(n) / box_size), "box_size ", box_size,
-              " is too small for ", n, " cells per side (n / box_size overflows)");
+  const double cells_per_unit = static_cast<double>(n) / box_size;
+  TORCH_CHECK(std::isfinite(cells_per_unit), "box_size ", box_size, " is too small for ", n,
+              " cells per side (n / box_size overflows)");
+  TORCH_CHECK(cells_per_unit < 0x1p62, "box_size ", box_size, " is too small for ", n,
+              " cells per side: a position of 1 would be at cell coordinate ", cells_per_unit,
+              ", beyond 2^62; give box_size in the units of the positions (Mpc/h)");
+}
+
+// The memory of the CPU machine, in bytes (0 where unknown).
+inline double physical_memory_bytes() {
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page > 0) return static_cast<double>(pages) * static_cast<double>(page);
+#endif
+  return 0.0;
+}
+
+// paint allocates an (n, n, n) grid: on the CPU, refuse one larger than the machine's memory
+// with a message that names n, rather than the allocator's.
+inline void check_grid_fits(int64_t n, const at::Tensor& positions) {
+  if (!positions.is_cpu()) return;  // the CUDA allocator's message names the size it tried
+  const double bytes = std::pow(static_cast<double>(n), 3) *
+                       static_cast<double>(positions.element_size());
+  const double memory = physical_memory_bytes();
+  TORCH_CHECK(memory == 0.0 || bytes <= memory, "n = ", n, " cells per side needs a grid of ",
+              bytes / 0x1p30, " GiB (", positions.scalar_type(), "), more than this machine's ",
+              memory / 0x1p30, " GiB of memory; use a smaller n");
 }
 
 inline void check_order(int64_t order) {
@@ -78,6 +108,7 @@ inline void check_paint_args(const at::Tensor& positions, const c10::optional<at
   check_grid_size(n);
   check_particles(positions, weights, box_size, order);
   check_cell_size(box_size, n);
+  check_grid_fits(n, positions);
 }
 
 // The particles and the grid they are painted into or read from (`name` in messages).

@@ -163,6 +163,98 @@ def test_result_independent_of_thread_count(rng):
     assert torch.equal(results[0], results[1]) and torch.equal(results[0], results[2])
 
 
+def edge_and_slab_catalogue(rng, num, n, box_size, dtype):
+    """Uniform particles plus the hard cases of the owner-computes split: exactly on cell edges,
+    at x = 0 and just below x = L (and a tiny negative x that wraps to L), and a quarter of
+    them clustered into one x-slab (one thread owns all of those)."""
+    h = box_size / n
+    pos = rng.uniform(0, box_size, (num, 3))
+    k = num // 8
+    pos[:k] = rng.integers(0, n, (k, 3)) * h                                # on cell edges
+    pos[k:2 * k, 0] = np.where(rng.random(k) < 0.5, 0.0, np.nextafter(box_size, 0.0))
+    pos[2 * k:2 * k + 10, 0] = -1e-300
+    pos[3 * k:5 * k, 0] = (n // 3 + rng.uniform(0.2, 0.8, 2 * k)) * h       # one slab
+    if dtype == torch.float32:  # just below L in float32 too
+        pos[k:2 * k, 0] = np.where(pos[k:2 * k, 0] > 0, np.nextafter(np.float32(box_size),
+                                                                     np.float32(0)), 0.0)
+    return torch.tensor(pos, dtype=dtype)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bitwise_independent_of_thread_count(rng, scheme, dtype):
+    """paint is the serial loop bit for bit at 1, 2 and 3 threads: with weights, with out=
+    (accumulating onto a grid that is not zero), and against painting the same particles in
+    chunks small enough for the one-thread path."""
+    n, box_size, num = 24, 30.0, 60_000
+    pos = edge_and_slab_catalogue(rng, num, n, box_size, dtype)
+    w = torch.tensor(rng.uniform(0.5, 2.0, num), dtype=dtype)
+    start = torch.tensor(rng.uniform(0, 1, (n, n, n)), dtype=dtype)
+    before = torch.get_num_threads()
+    try:
+        plain, weighted, into = [], [], []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            plain.append(ops.paint(pos, n, box_size, scheme=scheme))
+            weighted.append(ops.paint(pos, n, box_size, weights=w, scheme=scheme))
+            out = start.clone()
+            ops.paint(pos, n, box_size, weights=w, scheme=scheme, out=out)
+            into.append(out)
+        torch.set_num_threads(1)
+        serial = start.clone()
+        for b in range(0, num, 1000):
+            ops.paint(pos[b:b + 1000], n, box_size, weights=w[b:b + 1000], scheme=scheme,
+                      out=serial)
+    finally:
+        torch.set_num_threads(before)
+    for results in (plain, weighted, into):
+        assert all(torch.equal(results[0], r) for r in results[1:])
+    assert torch.equal(into[0], serial)
+    assert torch.isclose(weighted[0].sum(), w.sum().to(dtype), rtol=1e-5)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_all_particles_in_one_slab_any_thread_count(rng, scheme):
+    """A catalogue in one x-slab (all the work for one owner, stencils across its edges)."""
+    n, box_size, num = 16, 16.0, 50_000
+    pos = rng.uniform(0, box_size, (num, 3))
+    pos[:, 0] = 7.0 + rng.uniform(0.0, 1.0, num)
+    pos[:100, 0] = 7.0                                   # the slab's lower edge
+    pos = torch.tensor(pos)
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            results.append(ops.paint(pos, n, box_size, scheme=scheme))
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(results[0], r) for r in results[1:])
+    ref = paint_reference(pos, n, box_size, scheme=scheme)
+    torch.testing.assert_close(results[0], ref, rtol=1e-10, atol=1e-9)
+
+
+def test_grid_too_large_names_n():
+    """An n whose grid cannot fit in memory is refused by name, not by the allocator."""
+    with pytest.raises((RuntimeError, ValueError), match=r"n = 100000 cells per side needs .* GiB"):
+        ops.paint(torch.rand(10, 3), 100000, 1.0)
+    with pytest.raises(RuntimeError, match=r"n = 100000 cells per side needs .* GiB"):
+        torch.ops.lsscore.paint(torch.rand(10, 3), None, 100000, 1.0, 1)
+
+
+@pytest.mark.parametrize("box_size", [1e-300, 1e-200, 1e-20])
+def test_absurd_box_size_is_refused(box_size):
+    """A box so small that cell coordinates overflow is refused by paint, out= and readout."""
+    pos = torch.rand(10, 3, dtype=torch.float64)
+    with pytest.raises((RuntimeError, ValueError), match="box_size .* too small"):
+        ops.paint(pos, 8, box_size)
+    with pytest.raises((RuntimeError, ValueError), match="box_size .* too small"):
+        ops.paint(pos, 8, box_size, out=torch.zeros(8, 8, 8, dtype=torch.float64))
+    with pytest.raises((RuntimeError, ValueError), match="box_size .* too small"):
+        ops.readout(torch.zeros(8, 8, 8, dtype=torch.float64), pos, box_size)
+    ops.paint(pos, 8, 1e-12)  # small but sane (units of the positions): accepted
+
+
 def test_zero_particles(device):
     pos = torch.zeros((0, 3), device=device)
     for scheme in SCHEMES:
