@@ -3,8 +3,13 @@
 //     within a plane, then x over a ring of 2r+1 such planes): branch-free loops the compiler
 //     vectorises, about 6r max operations per voxel. A strict peak equals that maximum, so
 //     only voxels with v == max (about 1 in (2r+1)^3 for a random field, plus ties) go on.
-//  2. The exact test of csrc/common/peaks.h on those candidates (linear offsets inside, the
-//     wrapped or cropped test near the faces), which also rejects ties and NaN neighbours.
+//  2. Those candidates are the maximum of their window, so each is a strict peak unless
+//     another voxel of the window equals it: a test on the running maxima already at hand
+//     (2r other planes' square maxima, 2r rows' z-window maxima, 2r z-neighbours: 6r
+//     comparisons instead of (2r+1)^3 - 1, which matters on rough fields, where there are
+//     many candidates). Where a plane of the window holds a NaN (the maxima are then not
+//     exact), the full test of csrc/common/peaks.h (linear offsets inside, the wrapped or
+//     cropped test near the faces), which also rejects NaN neighbours.
 // max(a, b) is written a < b ? b : a: with a NaN anywhere the maximum may or may not be NaN,
 // but a true peak has no NaN in its neighbourhood, so it always survives stage 1, and stage 2
 // decides. One task per (cube, x-plane) range; each task keeps its own planes.
@@ -14,6 +19,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstring>
+#include <type_traits>
 #include <limits>
 #include <vector>
 
@@ -43,25 +50,41 @@ at::Tensor find_peaks_cpu(const at::Tensor& field, int64_t radius, bool periodic
     const T* data = f.data_ptr<T>();
     const T lowest = -std::numeric_limits<T>::infinity();
     auto vmax = [](T a, T b) { return a < b ? b : a; };
+    // 1 for a NaN, else 0, from the bits (an integer test, so the copy loop vectorises)
+    using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+    auto nan_bit = [](T v) {
+      const Bits inf = static_cast<Bits>(sizeof(T) == 4 ? 0x7F800000ull : 0x7FF0000000000000ull);
+      Bits b;
+      std::memcpy(&b, &v, sizeof b);
+      return static_cast<Bits>(inf - (b & (~Bits{0} >> 1))) >> (8 * sizeof(T) - 1);
+    };
     at::parallel_for(0, cubes * n, 1, [&](int64_t p0, int64_t p1) {
-      std::vector<T> padded(n + 2 * radius), zmax(plane), ring(width * plane), m(plane);
+      std::vector<T> padded(n + 2 * radius), ring(width * plane), ring_z(width * plane),
+          m(plane);
       std::vector<int64_t> ring_key(width, -1);
-      // the running maximum over the (2r+1)^2 square around each cell of one plane
-      auto square_max = [&](const T* src, T* dst) {
+      std::vector<char> ring_nan(width, 0);
+      // the running maximum over the 2r+1 z-neighbours (zrow) and then over the (2r+1)^2
+      // square (dst) around each cell of one plane; returns whether the plane holds a NaN
+      auto square_max = [&](const T* src, T* zrow, T* dst) {
+        Bits nan = 0;
         for (int64_t y = 0; y < n; ++y) {
           const T* row = src + y * n;
-          for (int64_t i = 0; i < n + 2 * radius; ++i) {
-            const int64_t z = i - radius;
-            padded[i] = (z >= 0 && z < n) ? row[z] : (periodic ? row[(z + n) % n] : lowest);
+          for (int64_t z = 0; z < n; ++z) {
+            padded[radius + z] = row[z];
+            nan |= nan_bit(row[z]);
           }
-          T* out_row = zmax.data() + y * n;
+          for (int64_t k = 0; k < radius; ++k) {
+            padded[k] = periodic ? row[n - radius + k] : lowest;
+            padded[radius + n + k] = periodic ? row[k] : lowest;
+          }
+          T* out_row = zrow + y * n;
           for (int64_t z = 0; z < n; ++z) out_row[z] = padded[z];
           for (int64_t k = 1; k < width; ++k)
             for (int64_t z = 0; z < n; ++z) out_row[z] = vmax(out_row[z], padded[z + k]);
         }
         for (int64_t y = 0; y < n; ++y) {
           T* out_row = dst + y * n;
-          for (int64_t z = 0; z < n; ++z) out_row[z] = zmax[y * n + z];
+          for (int64_t z = 0; z < n; ++z) out_row[z] = zrow[y * n + z];
           for (int64_t dy = -radius; dy <= radius; ++dy) {
             int64_t yy = y + dy;
             if (dy == 0) continue;
@@ -69,16 +92,20 @@ at::Tensor find_peaks_cpu(const at::Tensor& field, int64_t radius, bool periodic
               if (!periodic) continue;
               yy = (yy + n) % n;
             }
-            const T* other = zmax.data() + yy * n;
+            const T* other = zrow + yy * n;
             for (int64_t z = 0; z < n; ++z) out_row[z] = vmax(out_row[z], other[z]);
           }
         }
+        return nan != 0;
       };
+      const T* others[16];  // the square maxima of the other planes of the window (2r <= 16)
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t c = p / n, x = p % n;
         const T* cube = data + c * n * plane;
         bool* cmask = mask + c * n * plane;
-        bool first = true;
+        bool first = true, any_nan = false;
+        const T* own_z = nullptr;
+        int64_t count_others = 0;
         for (int64_t dx = -radius; dx <= radius; ++dx) {
           int64_t xs = x + dx;
           if (xs < 0 || xs >= n) {
@@ -89,8 +116,14 @@ at::Tensor find_peaks_cpu(const at::Tensor& field, int64_t radius, bool periodic
           const int64_t slot = ((x + dx) % width + width) % width;
           T* cached = ring.data() + slot * plane;
           if (ring_key[slot] != c * n + xs) {
-            square_max(cube + xs * plane, cached);
+            ring_nan[slot] = square_max(cube + xs * plane, ring_z.data() + slot * plane, cached);
             ring_key[slot] = c * n + xs;
+          }
+          any_nan |= ring_nan[slot] != 0;
+          if (dx == 0) {
+            own_z = ring_z.data() + slot * plane;
+          } else if (count_others < 16) {
+            others[count_others++] = cached;
           }
           if (first) {
             std::copy(cached, cached + plane, m.begin());
@@ -99,11 +132,41 @@ at::Tensor find_peaks_cpu(const at::Tensor& field, int64_t radius, bool periodic
             for (int64_t i = 0; i < plane; ++i) m[i] = vmax(m[i], cached[i]);
           }
         }
+        const bool fast = !any_nan && radius <= 8;
         const bool x_inside = x >= radius && x < n - radius;
         const T* values = cube + x * plane;
         for (int64_t i = 0; i < plane; ++i) {
-          if (!(values[i] == m[i])) continue;  // below the maximum (or NaN): not a peak
+          const T v = values[i];
+          if (!(v == m[i])) continue;  // below the maximum (or NaN): not a peak
           const int64_t y = i / n, z = i % n;
+          if (fast) {
+            // v is the window's maximum: it is a strict peak unless another voxel equals it
+            // (no NaN in these planes, so the maxima above are exact). The other planes:
+            // their square maxima; this plane: the z-window maxima of the other rows, then
+            // this row's own z-neighbours.
+            bool peak = true;
+            for (int64_t k = 0; k < count_others && peak; ++k) peak = others[k][i] < v;
+            for (int64_t dy = -radius; dy <= radius && peak; ++dy) {
+              int64_t yy = y + dy;
+              if (dy == 0) continue;
+              if (yy < 0 || yy >= n) {
+                if (!periodic) continue;
+                yy = (yy + n) % n;
+              }
+              peak = own_z[yy * n + z] < v;
+            }
+            for (int64_t dz = -radius; dz <= radius && peak; ++dz) {
+              int64_t zz = z + dz;
+              if (dz == 0) continue;
+              if (zz < 0 || zz >= n) {
+                if (!periodic) continue;
+                zz = (zz + n) % n;
+              }
+              peak = values[y * n + zz] < v;
+            }
+            cmask[x * plane + i] = peak;
+            continue;
+          }
           const bool inside = x_inside && y >= radius && y < n - radius && z >= radius &&
                               z < n - radius;
           cmask[x * plane + i] =
