@@ -269,6 +269,16 @@ def test_an_npy_header_length_that_shifts_the_data_is_a_snapshot_error(tmp_path)
         open_snapshot(path, **kwargs).read_positions()
 
 
+def test_an_npy_shape_that_disagrees_with_the_data_is_a_snapshot_error(tmp_path):
+    from lsswgan_core.io import SnapshotError, open_snapshot
+
+    path, kwargs = rel.write_snapshot("numpy", tmp_path)   # 40 particles
+    raw = path.read_bytes().replace(b"(40, 3)", b"(00, 3)", 1)   # a flipped bit: 0 particles
+    path.write_bytes(raw)
+    with pytest.raises(SnapshotError, match="bytes of data"):
+        open_snapshot(path, **kwargs).read_positions()
+
+
 # ------------------------------------------------------------------ two writers, kills
 
 

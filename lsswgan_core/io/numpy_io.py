@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from tokenize import TokenError
 from pathlib import Path
 from typing import Iterator
@@ -23,19 +24,25 @@ class NumpySnapshot(Snapshot):
 
 def _check_npy_header(path: Path) -> None:
     """The header must end with a newline right before the data, as every writer of the
-    format pads it: a corrupt header length would otherwise shift every value silently."""
+    format pads it, and the data must be exactly what the header's shape and dtype say: a
+    corrupt header would otherwise shift or drop values silently."""
     with open(path, "rb") as f:
         version = np.lib.format.read_magic(f)
         if version not in ((1, 0), (2, 0), (3, 0)):
             raise SnapshotError(path, f"unknown .npy format version {version}")
         # version 3 differs from 2 only in the header's text encoding (utf-8)
-        (np.lib.format.read_array_header_1_0 if version == (1, 0)
-         else np.lib.format.read_array_header_2_0)(f)
+        shape, _, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)(f)
         end = f.tell()
         f.seek(end - 1)
         if f.read(1) != b"\n":
             raise SnapshotError(path, f"the .npy header does not end where its length says "
                                 f"(byte {end}): a corrupt header")
+        data = os.fstat(f.fileno()).st_size - end
+        need = math.prod(shape) * dtype.itemsize
+        if data != need:   # a shape or dtype changed by corruption, or a truncated file
+            raise SnapshotError(path, f"the header says {shape} {dtype} ({need} bytes), the "
+                                f"file holds {data} bytes of data")
 
 
 def _load(path: Path):
