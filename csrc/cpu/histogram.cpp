@@ -3,13 +3,18 @@
 // order (csrc/cpu/reduce.h): parallel, and the same result for any number of threads.
 // Within a chunk, values go round-robin into kLanes sub-histograms: consecutive values often
 // hit the same bin, and one histogram would chain every update on the previous one through
-// memory.
+// memory. Values are taken a block at a time: first their bins, shares and in-range flags in
+// a loop without branches (float32 arithmetic for float32 values, so it vectorises; the range
+// test is exact against the float64 lo and hi), then the scatter. The backward goes by the
+// same blocks, row by row (no division per value).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <tuple>
 #include <vector>
 
@@ -21,6 +26,53 @@ namespace lss {
 namespace {
 
 constexpr int64_t kLanes = 4;
+
+constexpr int64_t kBlock = 256;
+
+// The per-call constants in the arithmetic of the values: lo and hi rounded inwards to the
+// values' type, so that lo_t <= v <= hi_t exactly when lo <= v <= hi.
+template <typename T>
+struct BlockBins {
+  T lo, hi, inv, top;  // top = nbins - 1
+  int32_t last;        // nbins - 2: the first bin of the last pair
+  double inv_width;
+};
+
+template <typename T>
+inline T round_in(double x, bool up) {
+  T t = static_cast<T>(x);
+  if (up && static_cast<double>(t) < x) t = std::nextafter(t, std::numeric_limits<T>::infinity());
+  if (!up && static_cast<double>(t) > x) t = std::nextafter(t, -std::numeric_limits<T>::infinity());
+  return t;
+}
+
+template <typename T>
+inline BlockBins<T> make_block_bins(const SoftBins& h) {
+  return BlockBins<T>{round_in<T>(h.lo, true), round_in<T>(h.hi, false),
+                      static_cast<T>(h.inv_width), static_cast<T>(h.nbins - 1),
+                      static_cast<int32_t>(h.nbins - 2), h.inv_width};
+}
+
+// For each value of a block (nbins >= 2): its pair of bins (j, j + 1), the share f of j + 1,
+// whether it is in [lo, hi] (0 or 1) and whether it lies strictly between the first and last
+// centres (where the shares have a slope). The edges: s <= 0 gives j = 0, f = 0; s >= nbins - 1
+// gives j = nbins - 2, f = 1. NaN is out of range.
+template <typename T>
+inline void block_bins(const T* v, int64_t len, const BlockBins<T>& b, int32_t* j, T* f,
+                       T* inside, T* interior) {
+  for (int64_t k = 0; k < len; ++k) {
+    const T x = v[k];
+    const T s = (x - b.lo) * b.inv - T(0.5);
+    // in this order a NaN s becomes 0 (std::max returns its first argument unless the second
+    // is greater), so every j indexes the row, even for values left out
+    const T clamped = std::min(b.top, std::max(T(0), s));
+    const int32_t i = std::min(static_cast<int32_t>(clamped), b.last);
+    j[k] = i;
+    f[k] = clamped - static_cast<T>(i);
+    inside[k] = static_cast<T>((x >= b.lo) & (x <= b.hi));
+    interior[k] = static_cast<T>((s > T(0)) & (s < b.top));
+  }
+}
 
 at::Tensor soft_histogram_cpu(const at::Tensor& values, const c10::optional<at::Tensor>& weights,
                               double lo, double hi, int64_t nbins) {
@@ -39,6 +91,7 @@ at::Tensor soft_histogram_cpu(const at::Tensor& values, const c10::optional<at::
   AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "soft_histogram_cpu", [&] {
     const scalar_t* vp = v.data_ptr<scalar_t>();
     const scalar_t* wp = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
+    const BlockBins<scalar_t> bb = make_block_bins<scalar_t>(hb);
     at::parallel_for(0, rows * rc.chunks, 1, [&](int64_t t0, int64_t t1) {
       std::vector<double> lanes(kLanes * nbins);
       for (int64_t t = t0; t < t1; ++t) {
@@ -47,17 +100,32 @@ at::Tensor soft_histogram_cpu(const at::Tensor& values, const c10::optional<at::
         const int64_t end = row * length + std::min(length, (ch + 1) * rc.chunk);
         std::fill(lanes.begin(), lanes.end(), 0.0);
         int64_t nans = 0;
-        for (int64_t m = begin; m < end; ++m) {
-          const double value = static_cast<double>(vp[m]);
-          SoftBin b;
-          if (!soft_bin(value, hb, &b)) {
-            nans += value != value;
-            continue;
+        if (nbins < 2) {
+          for (int64_t m = begin; m < end; ++m) {
+            const double value = static_cast<double>(vp[m]);
+            SoftBin b;
+            if (!soft_bin(value, hb, &b)) {
+              nans += value != value;
+              continue;
+            }
+            lanes[(m % kLanes) * nbins] += weight_or_one(wp, m);
           }
-          double* hist = lanes.data() + (m % kLanes) * nbins;
-          const double weight = weight_or_one(wp, m);
-          hist[b.j0] += weight * b.w0;
-          hist[b.j1] += weight * b.w1;
+        } else {
+          int32_t j[kBlock];
+          scalar_t f[kBlock], inside[kBlock], interior[kBlock];
+          for (int64_t b = begin; b < end; b += kBlock) {
+            const int64_t len = std::min(kBlock, end - b);
+            block_bins(vp + b, len, bb, j, f, inside, interior);
+            for (int64_t k = 0; k < len; ++k) nans += vp[b + k] != vp[b + k];
+            for (int64_t k = 0; k < len; ++k) {
+              const int64_t m = b + k;
+              double* hist = lanes.data() + (m % kLanes) * nbins + j[k];
+              const double w = static_cast<double>(inside[k]) * weight_or_one(wp, m);
+              const double share = static_cast<double>(f[k]);
+              hist[0] += w * (1.0 - share);
+              hist[1] += w * share;
+            }
+          }
         }
         double* hist = partial.data() + t * nbins;
         for (int64_t l = 0; l < kLanes; ++l)
@@ -82,8 +150,9 @@ std::tuple<at::Tensor, at::Tensor> soft_histogram_backward_cpu(
   const at::Tensor v = values.contiguous();
   const at::Tensor g = grad.contiguous();
   const at::Tensor w = weights_or_undefined(weights);
-  at::Tensor grad_values = at::zeros_like(v);
-  at::Tensor grad_weights = at::zeros_like(v);
+  // the block loop below writes every element; the one-bin loop only those in range
+  at::Tensor grad_values = nbins < 2 ? at::zeros_like(v) : at::empty_like(v);
+  at::Tensor grad_weights = nbins < 2 ? at::zeros_like(v) : at::empty_like(v);
   if (v.numel() == 0) return {grad_values, grad_weights};
   AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "soft_histogram_backward_cpu", [&] {
     const scalar_t* vp = v.data_ptr<scalar_t>();
@@ -91,10 +160,38 @@ std::tuple<at::Tensor, at::Tensor> soft_histogram_backward_cpu(
     const scalar_t* gp = g.data_ptr<scalar_t>();
     scalar_t* gv = grad_values.data_ptr<scalar_t>();
     scalar_t* gw = grad_weights.data_ptr<scalar_t>();
-    at::parallel_for(0, v.numel(), 1 << 14, [&](int64_t m0, int64_t m1) {
-      for (int64_t m = m0; m < m1; ++m) {
-        soft_bin_backward(static_cast<double>(vp[m]), wp, m, gp + (m / length) * nbins, hb,
-                          gv + m, gw + m);
+    const int64_t rows = v.numel() / length;
+    if (nbins < 2) {
+      at::parallel_for(0, v.numel(), 1 << 14, [&](int64_t m0, int64_t m1) {
+        for (int64_t m = m0; m < m1; ++m) {
+          soft_bin_backward(static_cast<double>(vp[m]), wp, m, gp + (m / length) * nbins, hb,
+                            gv + m, gw + m);
+        }
+      });
+      return;
+    }
+    const BlockBins<scalar_t> bb = make_block_bins<scalar_t>(hb);
+    const int64_t blocks_per_row = (length + kBlock - 1) / kBlock;
+    at::parallel_for(0, rows * blocks_per_row, 16, [&](int64_t t0, int64_t t1) {
+      int32_t j[kBlock];
+      scalar_t f[kBlock], inside[kBlock], interior[kBlock];
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t row = t / blocks_per_row, blk = t % blocks_per_row;
+        const int64_t b = row * length + blk * kBlock;
+        const int64_t len = std::min(kBlock, (row + 1) * length - b);
+        const scalar_t* grow = gp + row * nbins;
+        block_bins(vp + b, len, bb, j, f, inside, interior);
+        for (int64_t k = 0; k < len; ++k) {
+          const int64_t m = b + k;
+          const double g0 = static_cast<double>(grow[j[k]]);
+          const double g1 = static_cast<double>(grow[j[k] + 1]);
+          const double share = static_cast<double>(f[k]);
+          const double weight = weight_or_one(wp, m);
+          const double slope = interior[k] != scalar_t(0) ? bb.inv_width : 0.0;
+          const bool in = inside[k] != scalar_t(0);
+          gv[m] = in ? static_cast<scalar_t>(weight * slope * (g1 - g0)) : scalar_t(0);
+          gw[m] = in ? static_cast<scalar_t>((1.0 - share) * g0 + share * g1) : scalar_t(0);
+        }
       }
     });
   });
