@@ -11,7 +11,8 @@
 // asks for huge pages, so random updates do not miss the TLB as well as the cache). CIC and
 // TSC touch 8 and 27 cells: within its range a thread takes its particles a chunk at a time,
 // buckets them (a counting sort) into groups of a few slabs, about 2 MiB of grid each, and
-// paints group by group, so its writes stay in cache; a particle whose stencil spans two
+// paints group by group, so its writes stay in cache (a range that fits in cache as it is is
+// painted directly); a particle whose stencil spans two
 // groups is listed in both and paints each group's cells there, so each cell still sees its
 // particles in order.
 // Extra memory: a record buffer per thread, together at most the size of the grid (and at
@@ -22,6 +23,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <memory>
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
@@ -117,8 +119,8 @@ inline void make_record(const scalar_t* pos, const scalar_t* wts, int64_t p, con
   r->w = wts != nullptr ? wts[p] : scalar_t(1);
 }
 
-// The parts of all particles' stencils in the slabs of `range`, one particle at a time (NGP,
-// and few particles): a random update per cell, which is cheap enough for NGP's one cell.
+// The parts of all particles' stencils in the slabs of `range`, one particle at a time: for few
+// particles, and for a range small enough to stay in cache without buckets.
 template <int ORDER, typename scalar_t>
 void paint_range_direct(const scalar_t* pos, const scalar_t* wts, int64_t num, scalar_t* grid,
                         const GridSpec& g, const SlabRange& range) {
@@ -236,8 +238,10 @@ template <int ORDER, typename scalar_t>
 void paint_range(const scalar_t* pos, const scalar_t* wts, int64_t num, scalar_t* grid,
                  const GridSpec& g, const SlabRange& range, int64_t capacity) {
   const int64_t n = g.n, groups = range.groups();
-  std::vector<Record<scalar_t, ORDER>> records(capacity);
-  std::vector<Listing> listed(capacity);
+  // uninitialised (every entry is written before it is read): zeroing them would cost as
+  // much as a pass over the grid
+  std::unique_ptr<Record<scalar_t, ORDER>[]> records(new Record<scalar_t, ORDER>[capacity]);
+  std::unique_ptr<Listing[]> listed(new Listing[capacity]);
   std::vector<int64_t> start(groups + 1);
   int64_t p = 0;
   while (p < num) {
@@ -337,6 +341,10 @@ void paint_kernel(const scalar_t* pos, const scalar_t* wts, int64_t num, scalar_
       if (width == 0) continue;
       if constexpr (ORDER == 1) {
         paint_range_ngp(pos, wts, num, grid, g, SlabRange{bounds[t], width, width, n});
+        continue;
+      }
+      if (width * slab_bytes <= 2 * kGroupBytes) {  // the range stays in cache as it is
+        paint_range_direct<ORDER>(pos, wts, num, grid, g, SlabRange{bounds[t], width, width, n});
         continue;
       }
       int64_t span = std::max<int64_t>(2, kGroupBytes / slab_bytes);

@@ -182,11 +182,12 @@ def edge_and_slab_catalogue(rng, num, n, box_size, dtype):
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_bitwise_independent_of_thread_count(rng, scheme, dtype):
+@pytest.mark.parametrize("n", [24, 128])  # a grid in cache; one large enough for the buckets
+def test_bitwise_independent_of_thread_count(rng, scheme, dtype, n):
     """paint is the serial loop bit for bit at 1, 2 and 3 threads: with weights, with out=
     (accumulating onto a grid that is not zero), and against painting the same particles in
     chunks small enough for the one-thread path."""
-    n, box_size, num = 24, 30.0, 60_000
+    box_size, num = 30.0, 60_000
     pos = edge_and_slab_catalogue(rng, num, n, box_size, dtype)
     w = torch.tensor(rng.uniform(0.5, 2.0, num), dtype=dtype)
     start = torch.tensor(rng.uniform(0, 1, (n, n, n)), dtype=dtype)
