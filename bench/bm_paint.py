@@ -4,21 +4,27 @@ Baselines, on the same positions in one process: numpy.histogramdd and np.bincou
 cell indices (NGP), NumPy CIC by 8 np.add.at, torch index_put_(accumulate=True) (NGP and
 CIC), and Pylians' MAS_library.MA when installed (bench only; its grid points sit at i h,
 so positions are shifted by -h/2 to paint the same grid). Prints medians, Mparticles/s,
-ratios and the peak extra memory of each call; writes bench/results_paint.json.
+ratios and the peak extra memory of each call, and for ours a roofline column: its compulsory
+bytes (positions and weights read once, the grid written once) over its time, as a fraction
+of the machine's measured copy bandwidth. A second table scales ours over 1, 2 and all cores
+on the largest catalogues (interleaved, medians). Writes bench/results_paint.json.
 
     python bench/bm_paint.py [--quick] [--threads 2]
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import median_time, peak_extra_mib, print_table, set_threads, write_json  # noqa: E402
+from _common import (median_time, peak_extra_mib, print_table, roofline, set_threads,  # noqa: E402
+                     thread_counts, write_json)
 
 from lsswgan_core import ops  # noqa: E402
 
@@ -165,15 +171,65 @@ def main(argv=None):
                                 "np.histogramdd", "numpy add.at") else repeats, warmup=0
                                 if num >= 2**24 else 1)
                             mem = peak_extra_mib(fn)
-                        rows.append({"catalogue": kind, "N": f"2^{num.bit_length() - 1}",
-                                     "grid": f"{n}^3", "scheme": scheme, "impl": name,
-                                     "ms": 1e3 * t, "Mpart/s": num / t / 1e6,
-                                     "ours x faster": t / t_ours, "peak MiB": mem})
+                        row = {"catalogue": kind, "N": f"2^{num.bit_length() - 1}",
+                               "grid": f"{n}^3", "scheme": scheme, "impl": name,
+                               "ms": 1e3 * t, "Mpart/s": num / t / 1e6,
+                               "ours x faster": t / t_ours, "peak MiB": mem}
+                        if name == "ours":
+                            row.update(roofline(compulsory_bytes(pos, n), t))
+                        rows.append(row)
                 print_table(rows[-sum(v is not None for i in cases.values() for v in i.values()):],
                             ["catalogue", "N", "grid", "scheme", "impl", "ms", "Mpart/s",
-                             "ours x faster", "peak MiB"])
+                             "ours x faster", "peak MiB", "GB/s", "of_copy"])
                 print()
-    write_json(args.out, {"benchmark": "paint", "rows": rows})
+    scaling = thread_scaling(rng, sizes[-1], grids[-1], mas, repeats=3 if args.quick else 5)
+    set_threads(args.threads)
+    write_json(args.out, {"benchmark": "paint", "rows": rows, "thread_scaling": scaling})
+    return rows
+
+
+def compulsory_bytes(pos: np.ndarray, n: int, weighted: bool = False) -> float:
+    """Positions (and weights) read once, the grid written once."""
+    return pos.nbytes * (4 / 3 if weighted else 1) + n**3 * pos.itemsize
+
+
+def thread_scaling(rng, num: int, n: int, mas, repeats: int) -> list[dict]:
+    """Ours at 1, 2 and all cores (and Pylians, serial) on the same catalogue, interleaved so
+    that a busy machine slows all alike; medians. Speedup is against ours at 1 thread."""
+    counts = thread_counts()
+    rows = []
+    for kind in ("uniform", "clustered"):
+        pos = catalogue(kind, num, rng)
+        pos_t = torch.from_numpy(pos)
+        shifted = np.mod(pos - np.float32(0.5 * BOX / n), BOX).astype(np.float32)
+        for scheme in ("ngp", "cic", "tsc"):
+            times = {c: [] for c in counts}
+            times["pylians"] = []
+            for _ in range(repeats):
+                for c in counts:
+                    torch.set_num_threads(c)
+                    t0 = time.perf_counter()
+                    ops.paint(pos_t, n, BOX, scheme=scheme)
+                    times[c].append(time.perf_counter() - t0)
+                if mas is not None:
+                    grid = np.zeros((n, n, n), dtype=np.float32)
+                    t0 = time.perf_counter()
+                    mas.MA(shifted, grid, BOX, scheme.upper(), verbose=False)
+                    times["pylians"].append(time.perf_counter() - t0)
+            t_py = statistics.median(times["pylians"]) if times["pylians"] else None
+            t_one = statistics.median(times[1])
+            for c in counts:
+                torch.set_num_threads(c)
+                t = statistics.median(times[c])
+                rows.append({"catalogue": kind, "N": f"2^{num.bit_length() - 1}",
+                             "grid": f"{n}^3", "scheme": scheme, "threads": c, "ms": 1e3 * t,
+                             "speedup vs 1 thread": t_one / t,
+                             "x pylians": t_py / t if t_py else None,
+                             **roofline(compulsory_bytes(pos, n), t)})
+    print("thread scaling (ours; Pylians is serial)")
+    print_table(rows, ["catalogue", "N", "grid", "scheme", "threads", "ms",
+                       "speedup vs 1 thread", "x pylians", "GB/s", "of_copy"])
+    print()
     return rows
 
 
