@@ -87,20 +87,28 @@ inline void deposit(const Record<scalar_t, ORDER>& r, scalar_t* grid, const Slab
   if constexpr (ORDER == 1) {
     grid[(static_cast<int64_t>(r.i0[0]) * n + r.i0[1]) * n + r.i0[2]] += r.w;
   } else {
-    const auto sx = make_stencil<ORDER>(r.i0[0], static_cast<double>(r.t[0]));
-    const auto sy = make_stencil<ORDER>(r.i0[1], static_cast<double>(r.t[1]));
-    const auto sz = make_stencil<ORDER>(r.i0[2], static_cast<double>(r.t[2]));
-    const double w = static_cast<double>(r.w);
-    int64_t iz[ORDER];
-    for (int c = 0; c < ORDER; ++c) iz[c] = wrap_index(sz.i0 + c, n);
+    // the 1D weights in float64, then their products in the grid's type (float32 products
+    // keep float32's precision and save a conversion per cell)
+    scalar_t w[3][ORDER];
+    for (int d = 0; d < 3; ++d) {
+      double wd[ORDER], dw[ORDER];
+      stencil_weights<ORDER>(static_cast<double>(r.t[d]), wd, dw);
+      for (int k = 0; k < ORDER; ++k) w[d][k] = static_cast<scalar_t>(wd[k]);
+    }
+    int64_t iy[ORDER], iz[ORDER];
+    for (int c = 0; c < ORDER; ++c) {
+      iy[c] = wrap_index(r.i0[1] + c, n);
+      iz[c] = wrap_index(r.i0[2] + c, n);
+    }
     for (int a = 0; a < ORDER; ++a) {
-      const int64_t ix = wrap_index(sx.i0 + a, n);
+      const int64_t ix = wrap_index(r.i0[0] + a, n);
       const int64_t off = range.offset(ix);
       if (off < first || off >= last) continue;
+      const scalar_t wa = r.w * w[0][a];
       for (int b = 0; b < ORDER; ++b) {
-        scalar_t* row = grid + (ix * n + wrap_index(sy.i0 + b, n)) * n;
-        const double wxy = w * (sx.w[a] * sy.w[b]);
-        for (int c = 0; c < ORDER; ++c) row[iz[c]] += static_cast<scalar_t>(wxy * sz.w[c]);
+        scalar_t* row = grid + (ix * n + iy[b]) * n;
+        const scalar_t wab = wa * w[1][b];
+        for (int c = 0; c < ORDER; ++c) row[iz[c]] += wab * w[2][c];
       }
     }
   }
