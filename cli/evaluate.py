@@ -31,9 +31,6 @@ def evaluate(checkpoint, data, split, n, out, seed, sample_bn, device):
     indicator and diversity per bin, Frechet distances) and draw Figs. 4-8."""
     from lsswgan_core.evaluate import evaluate as run  # noqa: PLC0415
 
-    for option, path in (("--data", data), ("--checkpoint", checkpoint)):
-        if not path.is_file():
-            raise click.BadParameter(f"{path}: no such file", param_hint=option)
     metrics = run(checkpoint, data, out, split=split, n=n, seed=seed, device=device,
                   show_progress=True, bn=sample_bn)
     for name, block in metrics.get("summaries", {}).items():
