@@ -67,14 +67,6 @@ def test_full_disk_simulate(tmp_path):
     assert "snapshot_000" in line
 
 
-def test_full_disk_simulate_hdf5(tmp_path):
-    out = tmp_path / "suite"
-    res = rel.lsscore("simulate", "--out", out, "--n-sims", 1, "--particles", 16, "--pm-steps", 1,
-                      "--format", "hdf5", fsize=4096)
-    _assert_clean_failure(res, out, {})
-    assert not list(out.rglob("*.hdf5"))
-
-
 def test_full_disk_preprocess(tmp_path, suite):
     out = tmp_path / "d.h5"
     out.write_bytes(SENTINEL)
@@ -391,7 +383,7 @@ def test_hostile_cli_arguments_sample(sweep_files):
     a run that the value makes sense for; never a traceback."""
     cases = rel.hostile_cases(sweep_files)
     rng = np.random.default_rng(13)
-    picked = [cases[i] for i in rng.choice(len(cases), 40, replace=False)
+    picked = [cases[i] for i in rng.choice(len(cases), 24, replace=False)
               if cases[i][0] != "train" or cases[i][2] not in ("0", "-1", "99999999999999999999")]
     problems = {case: p for case in picked if (p := rel.run_hostile(sweep_files, *case))}
     assert problems == {}, problems
