@@ -4,8 +4,9 @@
 // Within a chunk, values go round-robin into kLanes sub-histograms: consecutive values often
 // hit the same bin, and one histogram would chain every update on the previous one through
 // memory. Values are taken a block at a time: first their bins, shares and in-range flags in
-// a loop without branches (float32 arithmetic for float32 values, so it vectorises; the range
-// test is exact against the float64 lo and hi), then the scatter. The backward goes by the
+// a loop without branches (float32 arithmetic for float32 values where that is accurate, see
+// block_bins_ok, so it vectorises; the range test is exact against the float64 lo and hi),
+// then the scatter. The backward goes by the
 // same blocks, row by row (no division per value).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -35,7 +36,7 @@ template <typename T>
 struct BlockBins {
   T lo, hi, inv, top;  // top = nbins - 1
   int32_t last;        // nbins - 2: the first bin of the last pair
-  double inv_width;
+  double inv_width, lo_d, top_d;
 };
 
 template <typename T>
@@ -46,20 +47,36 @@ inline T round_in(double x, bool up) {
   return t;
 }
 
+// Whether the block loop may run in T's arithmetic: always in float64; in float32 for at most
+// kMaxFloatBins bins on a range float32 holds comfortably (its bin choice is then wrong only
+// within about nbins 2^-21 of a bin centre, and share_of bounds the harm to that distance; a
+// row's total stays exact, the two shares being 1 - f and f in float64). Elsewhere the
+// float64 loop of csrc/common/histogram.h.
+constexpr int64_t kMaxFloatBins = 256;
+
+template <typename T>
+inline bool block_bins_ok(const SoftBins& h) {
+  if (h.nbins < 2) return false;
+  if (sizeof(T) == 8) return true;
+  return h.nbins <= kMaxFloatBins && std::fabs(h.lo) < 1e30 && std::fabs(h.hi) < 1e30 &&
+         h.inv_width > 1e-30 && h.inv_width < 1e30;
+}
+
 template <typename T>
 inline BlockBins<T> make_block_bins(const SoftBins& h) {
   return BlockBins<T>{round_in<T>(h.lo, true), round_in<T>(h.hi, false),
                       static_cast<T>(h.inv_width), static_cast<T>(h.nbins - 1),
-                      static_cast<int32_t>(h.nbins - 2), h.inv_width};
+                      static_cast<int32_t>(h.nbins - 2), h.inv_width, h.lo,
+                      static_cast<double>(h.nbins - 1)};
 }
 
-// For each value of a block (nbins >= 2): its pair of bins (j, j + 1), the share f of j + 1,
-// whether it is in [lo, hi] (0 or 1) and whether it lies strictly between the first and last
-// centres (where the shares have a slope). The edges: s <= 0 gives j = 0, f = 0; s >= nbins - 1
-// gives j = nbins - 2, f = 1. NaN is out of range.
+// For each value of a block (nbins >= 2): its pair of bins (j, j + 1), whether it is in
+// [lo, hi] (0 or 1) and whether it lies strictly between the first and last centres (where the
+// shares have a slope). The edges: s <= 0 gives j = 0 (all to bin 0), s >= nbins - 1 gives
+// j = nbins - 2 (all to the last bin, see share_of). NaN is out of range.
 template <typename T>
-inline void block_bins(const T* v, int64_t len, const BlockBins<T>& b, int32_t* j, T* f,
-                       T* inside, T* interior) {
+inline void block_bins(const T* v, int64_t len, const BlockBins<T>& b, int32_t* j, T* inside,
+                       T* interior) {
   for (int64_t k = 0; k < len; ++k) {
     const T x = v[k];
     const T s = (x - b.lo) * b.inv - T(0.5);
@@ -68,10 +85,19 @@ inline void block_bins(const T* v, int64_t len, const BlockBins<T>& b, int32_t* 
     const T clamped = std::min(b.top, std::max(T(0), s));
     const int32_t i = std::min(static_cast<int32_t>(clamped), b.last);
     j[k] = i;
-    f[k] = clamped - static_cast<T>(i);
     inside[k] = static_cast<T>((x >= b.lo) & (x <= b.hi));
     interior[k] = static_cast<T>((s > T(0)) & (s < b.top));
   }
+}
+
+// The share of bin j + 1, in float64 from the value itself (the block's float32 pass only
+// chose j): exact wherever that j is right, and off by no more than float32's error in s
+// within that error of a bin centre, where j may be one off.
+template <typename T>
+inline double share_of(T x, int32_t j, const BlockBins<T>& b) {
+  const double s = std::min(b.top_d, std::max(0.0, (static_cast<double>(x) - b.lo_d) *
+                                                       b.inv_width - 0.5));
+  return std::min(1.0, std::max(0.0, s - static_cast<double>(j)));
 }
 
 at::Tensor soft_histogram_cpu(const at::Tensor& values, const c10::optional<at::Tensor>& weights,
@@ -91,6 +117,7 @@ at::Tensor soft_histogram_cpu(const at::Tensor& values, const c10::optional<at::
   AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "soft_histogram_cpu", [&] {
     const scalar_t* vp = v.data_ptr<scalar_t>();
     const scalar_t* wp = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
+    const bool blocks = block_bins_ok<scalar_t>(hb);
     const BlockBins<scalar_t> bb = make_block_bins<scalar_t>(hb);
     at::parallel_for(0, rows * rc.chunks, 1, [&](int64_t t0, int64_t t1) {
       std::vector<double> lanes(kLanes * nbins);
@@ -100,7 +127,7 @@ at::Tensor soft_histogram_cpu(const at::Tensor& values, const c10::optional<at::
         const int64_t end = row * length + std::min(length, (ch + 1) * rc.chunk);
         std::fill(lanes.begin(), lanes.end(), 0.0);
         int64_t nans = 0;
-        if (nbins < 2) {
+        if (!blocks) {
           for (int64_t m = begin; m < end; ++m) {
             const double value = static_cast<double>(vp[m]);
             SoftBin b;
@@ -108,20 +135,23 @@ at::Tensor soft_histogram_cpu(const at::Tensor& values, const c10::optional<at::
               nans += value != value;
               continue;
             }
-            lanes[(m % kLanes) * nbins] += weight_or_one(wp, m);
+            double* hist = lanes.data() + (m % kLanes) * nbins;
+            const double weight = weight_or_one(wp, m);
+            hist[b.j0] += weight * b.w0;
+            hist[b.j1] += weight * b.w1;
           }
         } else {
           int32_t j[kBlock];
-          scalar_t f[kBlock], inside[kBlock], interior[kBlock];
+          scalar_t inside[kBlock], interior[kBlock];
           for (int64_t b = begin; b < end; b += kBlock) {
             const int64_t len = std::min(kBlock, end - b);
-            block_bins(vp + b, len, bb, j, f, inside, interior);
+            block_bins(vp + b, len, bb, j, inside, interior);
             for (int64_t k = 0; k < len; ++k) nans += vp[b + k] != vp[b + k];
             for (int64_t k = 0; k < len; ++k) {
               const int64_t m = b + k;
               double* hist = lanes.data() + (m % kLanes) * nbins + j[k];
               const double w = static_cast<double>(inside[k]) * weight_or_one(wp, m);
-              const double share = static_cast<double>(f[k]);
+              const double share = share_of(vp[m], j[k], bb);
               hist[0] += w * (1.0 - share);
               hist[1] += w * share;
             }
@@ -150,9 +180,11 @@ std::tuple<at::Tensor, at::Tensor> soft_histogram_backward_cpu(
   const at::Tensor v = values.contiguous();
   const at::Tensor g = grad.contiguous();
   const at::Tensor w = weights_or_undefined(weights);
-  // the block loop below writes every element; the one-bin loop only those in range
-  at::Tensor grad_values = nbins < 2 ? at::zeros_like(v) : at::empty_like(v);
-  at::Tensor grad_weights = nbins < 2 ? at::zeros_like(v) : at::empty_like(v);
+  // the block loop below writes every element; the float64 loop only those in range
+  const bool blocks = v.scalar_type() == at::kFloat ? block_bins_ok<float>(hb)
+                                                    : block_bins_ok<double>(hb);
+  at::Tensor grad_values = blocks ? at::empty_like(v) : at::zeros_like(v);
+  at::Tensor grad_weights = blocks ? at::empty_like(v) : at::zeros_like(v);
   if (v.numel() == 0) return {grad_values, grad_weights};
   AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "soft_histogram_backward_cpu", [&] {
     const scalar_t* vp = v.data_ptr<scalar_t>();
@@ -161,7 +193,7 @@ std::tuple<at::Tensor, at::Tensor> soft_histogram_backward_cpu(
     scalar_t* gv = grad_values.data_ptr<scalar_t>();
     scalar_t* gw = grad_weights.data_ptr<scalar_t>();
     const int64_t rows = v.numel() / length;
-    if (nbins < 2) {
+    if (!block_bins_ok<scalar_t>(hb)) {
       at::parallel_for(0, v.numel(), 1 << 14, [&](int64_t m0, int64_t m1) {
         for (int64_t m = m0; m < m1; ++m) {
           soft_bin_backward(static_cast<double>(vp[m]), wp, m, gp + (m / length) * nbins, hb,
@@ -174,18 +206,18 @@ std::tuple<at::Tensor, at::Tensor> soft_histogram_backward_cpu(
     const int64_t blocks_per_row = (length + kBlock - 1) / kBlock;
     at::parallel_for(0, rows * blocks_per_row, 16, [&](int64_t t0, int64_t t1) {
       int32_t j[kBlock];
-      scalar_t f[kBlock], inside[kBlock], interior[kBlock];
+      scalar_t inside[kBlock], interior[kBlock];
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t row = t / blocks_per_row, blk = t % blocks_per_row;
         const int64_t b = row * length + blk * kBlock;
         const int64_t len = std::min(kBlock, (row + 1) * length - b);
         const scalar_t* grow = gp + row * nbins;
-        block_bins(vp + b, len, bb, j, f, inside, interior);
+        block_bins(vp + b, len, bb, j, inside, interior);
         for (int64_t k = 0; k < len; ++k) {
           const int64_t m = b + k;
           const double g0 = static_cast<double>(grow[j[k]]);
           const double g1 = static_cast<double>(grow[j[k] + 1]);
-          const double share = static_cast<double>(f[k]);
+          const double share = share_of(vp[m], j[k], bb);
           const double weight = weight_or_one(wp, m);
           const double slope = interior[k] != scalar_t(0) ? bb.inv_width : 0.0;
           const bool in = inside[k] != scalar_t(0);
