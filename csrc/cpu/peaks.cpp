@@ -19,6 +19,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <memory>
 #include <cstring>
 #include <type_traits>
 #include <limits>
@@ -61,8 +62,14 @@ at::Tensor find_peaks_cpu(const at::Tensor& field, int64_t radius, bool periodic
       return static_cast<Bits>(inf - (b & (~Bits{0} >> 1))) >> (8 * sizeof(T) - 1);
     };
     at::parallel_for(0, cubes * n, 1, [&](int64_t p0, int64_t p1) {
-      std::vector<T> padded(n + 2 * radius), ring(width * plane), ring_z(width * plane),
-          m(plane);
+      // uninitialised: every element is written before it is read (ring slots through
+      // ring_key), and zeroing them cost as much as a plane pass per task
+      std::unique_ptr<T[]> padded_buf(new T[n + 2 * radius]), ring_buf(new T[width * plane]),
+          ring_z_buf(new T[width * plane]), m_buf(new T[plane]);
+      T* padded = padded_buf.get();
+      T* ring = ring_buf.get();
+      T* ring_z = ring_z_buf.get();
+      T* m = m_buf.get();
       std::vector<int64_t> ring_key(width, -1);
       std::vector<char> ring_nan(width, 0);
       // the running maximum over the 2r+1 z-neighbours (zrow) and then over the (2r+1)^2
@@ -116,19 +123,19 @@ at::Tensor find_peaks_cpu(const at::Tensor& field, int64_t radius, bool periodic
           }
           // slot by the unwrapped index: the 2r+1 planes of a window never share a slot
           const int64_t slot = ((x + dx) % width + width) % width;
-          T* cached = ring.data() + slot * plane;
+          T* cached = ring + slot * plane;
           if (ring_key[slot] != c * n + xs) {
-            ring_nan[slot] = square_max(cube + xs * plane, ring_z.data() + slot * plane, cached);
+            ring_nan[slot] = square_max(cube + xs * plane, ring_z + slot * plane, cached);
             ring_key[slot] = c * n + xs;
           }
           any_nan |= ring_nan[slot] != 0;
           if (dx == 0) {
-            own_z = ring_z.data() + slot * plane;
+            own_z = ring_z + slot * plane;
           } else if (count_others < 16) {
             others[count_others++] = cached;
           }
           if (first) {
-            std::copy(cached, cached + plane, m.begin());
+            std::copy(cached, cached + plane, m);
             first = false;
           } else {
             for (int64_t i = 0; i < plane; ++i) m[i] = vmax(m[i], cached[i]);
