@@ -241,6 +241,64 @@ void paint_range_ngp(const scalar_t* pos, const scalar_t* wts, int64_t num, scal
   }
 }
 
+// NGP on several threads, in two phases per chunk of particles: (1) every particle's cell
+// (its linear index), the particles split between the threads; (2) owner-computes on those
+// indices: each thread reads them all (4 or 8 bytes a particle, not the positions again) and
+// updates the cells of its own slabs, in particle order. Extra memory: one index per particle
+// of a chunk, at most one grid.
+template <typename scalar_t, typename index_t>
+void paint_ngp_parallel(const scalar_t* pos, const scalar_t* wts, int64_t num, scalar_t* grid,
+                        const GridSpec& g, const std::vector<int64_t>& bounds) {
+  const int64_t n = g.n, parts = static_cast<int64_t>(bounds.size()) - 1;
+  const int64_t grid_bytes = n * n * n * int64_t{sizeof(scalar_t)};
+  const int64_t chunk = std::clamp<int64_t>(grid_bytes / int64_t{sizeof(index_t)},
+                                            kNgpBlock * 64, num);
+  std::unique_ptr<index_t[]> cells(new index_t[chunk]);
+  const NgpFastPath f = make_ngp_fast_path(g);
+  for (int64_t start = 0; start < num; start += chunk) {
+    const int64_t len = std::min(chunk, num - start);
+    const scalar_t* cpos = pos + 3 * start;
+    at::parallel_for(0, (len + kNgpBlock - 1) / kNgpBlock, 64, [&](int64_t b0, int64_t b1) {
+      int32_t v[3 * kNgpBlock];
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        const int64_t b = blk * kNgpBlock, bl = std::min(kNgpBlock, len - b);
+        ngp_block_cells(cpos + 3 * b, 3 * bl, f, v);
+        for (int64_t j = 0; j < bl; ++j) {
+          int64_t cell[3];
+          if (!ngp_fast_cells(v + 3 * j, f, cell)) {
+            double t;
+            for (int d = 0; d < 3; ++d) locate_axis<1>(cpos, b + j, d, g, &cell[d], &t);
+          }
+          cells[b + j] = static_cast<index_t>((cell[0] * n + cell[1]) * n + cell[2]);
+        }
+      }
+    });
+    at::parallel_for(0, parts, 1, [&](int64_t t0, int64_t t1) {
+      int64_t which[kNgpBlock];
+      for (int64_t t = t0; t < t1; ++t) {
+        const uint64_t lo = static_cast<uint64_t>(bounds[t] * n * n);
+        const uint64_t width = static_cast<uint64_t>((bounds[t + 1] - bounds[t]) * n * n);
+        if (width == 0) continue;
+        for (int64_t b = 0; b < len; b += kNgpBlock) {
+          const int64_t bl = std::min(kNgpBlock, len - b);
+          int64_t count = 0;
+          for (int64_t j = 0; j < bl; ++j) {  // owned ones, compacted without a branch
+            which[count] = b + j;
+            count += static_cast<uint64_t>(cells[b + j]) - lo < width;
+          }
+          for (int64_t k = 0; k < count; ++k) __builtin_prefetch(grid + cells[which[k]], 1);
+          if (wts == nullptr) {
+            for (int64_t k = 0; k < count; ++k) grid[cells[which[k]]] += scalar_t(1);
+          } else {
+            for (int64_t k = 0; k < count; ++k)
+              grid[cells[which[k]]] += wts[start + which[k]];
+          }
+        }
+      }
+    });
+  }
+}
+
 // One thread's share: the parts of all particles' stencils in its slabs, bucket by bucket.
 template <int ORDER, typename scalar_t>
 void paint_range(const scalar_t* pos, const scalar_t* wts, int64_t num, scalar_t* grid,
@@ -337,6 +395,16 @@ void paint_kernel(const scalar_t* pos, const scalar_t* wts, int64_t num, scalar_
   }
   const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n));
   const std::vector<int64_t> bounds = balanced_ranges<ORDER>(pos, num, g, parts);
+  if constexpr (ORDER == 1) {
+    if (parts > 1) {
+      if (n * n * n < (int64_t{1} << 31)) {
+        paint_ngp_parallel<scalar_t, uint32_t>(pos, wts, num, grid, g, bounds);
+      } else {
+        paint_ngp_parallel<scalar_t, uint64_t>(pos, wts, num, grid, g, bounds);
+      }
+      return;
+    }
+  }
   // the record buffers of all threads take at most one grid (see the top of the file)
   const int64_t grid_bytes = n * n * n * int64_t{sizeof(scalar_t)};
   const int64_t per_record = sizeof(Record<scalar_t, ORDER>) + sizeof(Listing);
