@@ -8,15 +8,18 @@
 // cell is written by one thread only, and always in particle order, so the result is the
 // serial loop's bit for bit, whatever the number of threads or where the ranges fall.
 // NGP touches one cell per particle and paints straight into the grid (the grid we allocate
-// asks for huge pages, so random updates do not miss the TLB as well as the cache). CIC and
+// asks for huge pages, so random updates do not miss the TLB as well as the cache); on several
+// threads the cells are first located in parallel, and the owners scan those indices rather
+// than the positions (paint_ngp_parallel). CIC and
 // TSC touch 8 and 27 cells: within its range a thread takes its particles a chunk at a time,
 // buckets them (a counting sort) into groups of a few slabs, about 2 MiB of grid each, and
 // paints group by group, so its writes stay in cache (a range that fits in cache as it is is
 // painted directly); a particle whose stencil spans two
 // groups is listed in both and paints each group's cells there, so each cell still sees its
 // particles in order.
-// Extra memory: a record buffer per thread, together at most the size of the grid (and at
-// least kMinRecords records per thread for tiny grids); no copy of the grid.
+// Extra memory: at most the size of the grid (NGP: an index per particle of a chunk; CIC, TSC:
+// a record buffer per thread, at least kMinRecords records each for tiny grids); no copy of
+// the grid.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
