@@ -352,19 +352,14 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_writer(tmp_path)
 
 # found by the sweep in the kernels' wrappers (csrc/, not this suite's to fix): listed in the
 # issue's follow-up, kept visible here so that a fix shows as a change
-KNOWN_OP_ISSUES = {
-    "paint n=huge",          # an allocator error that does not name n
-    "readout inf field",     # a non-finite field is read out without a word
-}
+KNOWN_OP_ISSUES: set[str] = set()
 
 
 def test_hostile_op_arguments_are_refused():
     cases = rel.hostile_ops()
     assert len(cases) > 40
     found = {name: problem for name, call in cases
-             if name not in ("paint box_size=str", "readout box_size=str",
-                             "power_spectrum box_size=str")   # "1" is read as 1.0, as float()
-             and (problem := rel.run_hostile_op(call)) is not None}
+             if (problem := rel.run_hostile_op(call)) is not None}
     assert set(found) <= KNOWN_OP_ISSUES, found
 
 

@@ -38,6 +38,9 @@ def check_cubes(field: torch.Tensor, name: str = "field") -> int:
 
 
 def check_box_size(box_size) -> float:
+    # float() would also read "1" and True: a box size is a number, not a string or a flag
+    if isinstance(box_size, (str, bytes, bool)):
+        raise TypeError(f"box_size must be a number, got {box_size!r}")
     try:
         value = float(box_size)
     except (TypeError, ValueError):

@@ -158,6 +158,9 @@ def readout(field, positions, box_size: float, scheme: str = "ngp"):
         ValueError: ``field`` is not a non-empty cube ``(n, n, n)``; ``positions`` is not
             ``(N, 3)``; a box size that is not positive and finite; an unknown scheme;
             arguments on different devices.
+        ValueError: also for a field with a NaN or inf anywhere. Under ``torch.compile`` that
+            check is left out (it needs the answer on the host): a particle that reads a
+            non-finite cell then gets a non-finite value.
         RuntimeError: from the kernel's own checks: non-finite positions; a box too small for
             ``n`` cells.
     """
@@ -173,6 +176,8 @@ def readout(field, positions, box_size: float, scheme: str = "ngp"):
         raise TypeError(f"field dtype {f.dtype} differs from positions dtype {pos.dtype}")
     if f.device != pos.device:
         raise ValueError(f"field is on {f.device} but positions on {pos.device}")
+    if not torch.compiler.is_compiling() and not bool(torch.isfinite(f).all()):
+        raise ValueError(f"field has {int((~torch.isfinite(f)).sum())} non-finite cells")
     return to_output(_ops.readout(f, pos, box_size, order), numpy_in)
 
 
