@@ -252,7 +252,9 @@ def write_hdf5(base, positions: np.ndarray, box_size: float, num_files: int = 1,
     """Writes type-1 particles as an HDF5 snapshot of the given flavour ('gadget', 'gadget4',
     'swift'): `base.hdf5`, or `base.0.hdf5` ... when num_files > 1. For 'swift' the positions
     are taken in Mpc/h and written in Mpc (no h), as SWIFT does; without `cosmology_group` the
-    file has no /Cosmology (as SWIFT initial conditions)."""
+    file has no /Cosmology (as SWIFT initial conditions). The positions carry a Fletcher-32
+    checksum per chunk, so that a reader sees a corrupted block or a moved chunk address
+    (libhdf5 checks no address) as an error rather than as other numbers."""
     h5py = _h5py()
     n = len(positions)
     bounds = np.linspace(0, n, num_files + 1).astype(np.int64)
@@ -292,5 +294,5 @@ def write_hdf5(base, positions: np.ndarray, box_size: float, num_files: int = 1,
                     params.attrs["HubbleParam"] = hubble
                 elif unit_length_cm is not None:
                     header.attrs["UnitLength_in_cm"] = unit_length_cm
-            f.create_dataset("PartType1/Coordinates", data=pos, chunks=True)
+            f.create_dataset("PartType1/Coordinates", data=pos, chunks=True, fletcher32=True)
     return paths
