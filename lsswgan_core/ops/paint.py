@@ -101,7 +101,9 @@ def paint(positions, n: int, box_size: float, weights=None, scheme: str = "ngp",
             devices; ``out`` not contiguous, or (NumPy) read-only or not in native byte
             order.
         RuntimeError: from the kernel's own checks: non-finite positions or weights;
-            ``n > 2^20``; a box too small for ``n`` cells (``n / box_size`` overflows).
+            ``n > 2^20``; a grid of ``n^3`` cells larger than the machine's memory (CPU; the
+            message names ``n`` and the size); a box so small for ``n`` cells that cell
+            coordinates would overflow (``box_size < n 2^-62``).
     """
     order = _scheme_order(scheme)
     n = _check_n(n)
