@@ -32,6 +32,18 @@
 namespace lss {
 namespace {
 
+// The index of i + d along an axis of n cells: wrapped when periodic; false when it falls
+// outside an open cube (no neighbour there).
+inline bool neighbour_index(int64_t i, int64_t d, int64_t n, bool periodic, int64_t* out) {
+  int64_t j = i + d;
+  if (j < 0 || j >= n) {
+    if (!periodic) return false;
+    j = (j + n) % n;
+  }
+  *out = j;
+  return true;
+}
+
 constexpr int64_t kScan = 32;  // voxels tested for candidates at a time
 
 at::Tensor find_peaks_cpu(const at::Tensor& field, int64_t radius, bool periodic) {
@@ -95,12 +107,8 @@ at::Tensor find_peaks_cpu(const at::Tensor& field, int64_t radius, bool periodic
           T* out_row = dst + y * n;
           for (int64_t z = 0; z < n; ++z) out_row[z] = zrow[y * n + z];
           for (int64_t dy = -radius; dy <= radius; ++dy) {
-            int64_t yy = y + dy;
-            if (dy == 0) continue;
-            if (yy < 0 || yy >= n) {
-              if (!periodic) continue;
-              yy = (yy + n) % n;
-            }
+            int64_t yy;
+            if (dy == 0 || !neighbour_index(y, dy, n, periodic, &yy)) continue;
             const T* other = zrow + yy * n;
             for (int64_t z = 0; z < n; ++z) out_row[z] = vmax(out_row[z], other[z]);
           }
@@ -116,11 +124,8 @@ at::Tensor find_peaks_cpu(const at::Tensor& field, int64_t radius, bool periodic
         const T* own_z = nullptr;
         int64_t count_others = 0;
         for (int64_t dx = -radius; dx <= radius; ++dx) {
-          int64_t xs = x + dx;
-          if (xs < 0 || xs >= n) {
-            if (!periodic) continue;
-            xs = (xs + n) % n;
-          }
+          int64_t xs;
+          if (!neighbour_index(x, dx, n, periodic, &xs)) continue;
           // slot by the unwrapped index: the 2r+1 planes of a window never share a slot
           const int64_t slot = ((x + dx) % width + width) % width;
           T* cached = ring + slot * plane;
@@ -165,21 +170,13 @@ at::Tensor find_peaks_cpu(const at::Tensor& field, int64_t radius, bool periodic
             bool peak = true;
             for (int64_t k = 0; k < count_others && peak; ++k) peak = others[k][i] < v;
             for (int64_t dy = -radius; dy <= radius && peak; ++dy) {
-              int64_t yy = y + dy;
-              if (dy == 0) continue;
-              if (yy < 0 || yy >= n) {
-                if (!periodic) continue;
-                yy = (yy + n) % n;
-              }
+              int64_t yy;
+              if (dy == 0 || !neighbour_index(y, dy, n, periodic, &yy)) continue;
               peak = own_z[yy * n + z] < v;
             }
             for (int64_t dz = -radius; dz <= radius && peak; ++dz) {
-              int64_t zz = z + dz;
-              if (dz == 0) continue;
-              if (zz < 0 || zz >= n) {
-                if (!periodic) continue;
-                zz = (zz + n) % n;
-              }
+              int64_t zz;
+              if (dz == 0 || !neighbour_index(z, dz, n, periodic, &zz)) continue;
               peak = values[y * n + zz] < v;
             }
             cmask[x * plane + i] = peak;
