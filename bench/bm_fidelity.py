@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import print_table, set_threads, write_json  # noqa: E402
 
 from lsswgan_core.config import load_config, override  # noqa: E402
-from lsswgan_core.evaluate import evaluate  # noqa: E402
-from lsswgan_core.train import train  # noqa: E402
+from lsswgan_core.evaluation.evaluate import evaluate  # noqa: E402
+from lsswgan_core.gan.train import train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_ARCH = ["model.upsample=\"transposed\"", "model.padding=\"zeros\"", "model.minibatch_std=false"]
@@ -104,7 +104,7 @@ def run_variant(key: str, seed: int, data: Path, out: Path, budget: float, split
 
 def _finished(run: Path, budget: float) -> bool:
     """A run a previous bench finished (not one killed before its budget)."""
-    from lsswgan_core.run import RunError, load_checkpoint  # noqa: PLC0415
+    from lsswgan_core.gan.run import RunError, load_checkpoint  # noqa: PLC0415
 
     try:
         return float(load_checkpoint(run / "checkpoints" / "last.pt").get("elapsed", 0)) >= budget
@@ -139,7 +139,7 @@ def figures(rows: list[dict], data: Path, out: Path, seed: int) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     from lsswgan_core.data import Dataset  # noqa: PLC0415
-    from lsswgan_core.sample import generate  # noqa: PLC0415
+    from lsswgan_core.gan.sample import generate  # noqa: PLC0415
 
     mine = [r for r in rows if r["seed"] == seed]
     real = Dataset(data).split("val").physical()[:6]
@@ -197,7 +197,7 @@ def trend(key: str, data: Path, out: Path, budget: float, split: str, factors=(1
     if not _finished(run, budget * max(factors)):
         shutil.rmtree(run, ignore_errors=True)
         train(data, run, cfg, show_progress=False)
-    from lsswgan_core.run import read_metrics  # noqa: PLC0415
+    from lsswgan_core.gan.run import read_metrics  # noqa: PLC0415
 
     ends = {}
     for r in read_metrics(run / "metrics.jsonl"):

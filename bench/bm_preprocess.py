@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import print_table, write_json  # noqa: E402
 
 from lsswgan_core.io import write_gadget  # noqa: E402
-from lsswgan_core.simulate import write_suite  # noqa: E402
+from lsswgan_core.sim.simulate import write_suite  # noqa: E402
 
 
 def synthetic_snapshot(base: Path, side: int, box: float, files: int = 8, seed: int = 0):

@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import median_time, print_table, set_threads, write_json  # noqa: E402
 
 from lsswgan_core.config import SummaryConfig  # noqa: E402
-from lsswgan_core.losses import _interpolate, _penalty, critic_loss, summary_loss  # noqa: E402
-from lsswgan_core.models import Critic, Generator  # noqa: E402
+from lsswgan_core.gan.losses import _interpolate, _penalty, critic_loss, summary_loss  # noqa: E402
+from lsswgan_core.gan.models import Critic, Generator  # noqa: E402
 
 
 def steps(width, batch, device, bf16, repeats):

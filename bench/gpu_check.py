@@ -12,12 +12,12 @@ missing), in about 7 minutes (`--budget`, default 450 s, paces the later section
                the time left (--skip-tests skips both)
   kernels      each op against what a user would write in plain torch on the same device:
                medians of CUDA-event times after warm-up (perf_counter on the CPU)
-  train_steps  lsswgan_core.train's critic and generator steps (with and without the summary
+  train_steps  lsswgan_core.gan.train's critic and generator steps (with and without the summary
                loss) and the duality gap's two steps, at width 1, batch 16 and 64, in float32,
                TF32 and bf16 autocast; peak GPU memory
   training     configs/paper.toml for about two minutes on a dataset simulated here, and the
                projected wall time of the paper's 500 epochs with the duality gap
-  sampling     generator throughput (cubes/s) and lsswgan_core.sample.generate's
+  sampling     generator throughput (cubes/s) and lsswgan_core.gan.sample.generate's
 Each section is guarded: one that fails is recorded as an error string and the rest still run
 (the exit status is then 1; failing tests are counted, not a section failure). The report,
 OUT/gpu_check.json, is rewritten after every section, so a run cut short keeps what it did;
@@ -562,9 +562,9 @@ def _paper_config(width: float):
 def _state(c: Check, cfg, autocast, fused: bool = False, channels_last: bool = False):
     """A TrainState of fresh models, as the loop builds it, without a run directory on disk;
     optionally with fused Adam and the models in channels-last 3D memory format."""
-    from lsswgan_core.distributed import Distributed  # noqa: PLC0415
-    from lsswgan_core.run import Reporter, RunDir, build_models  # noqa: PLC0415
-    from lsswgan_core.train import TrainState  # noqa: PLC0415
+    from lsswgan_core.gan.distributed import Distributed  # noqa: PLC0415
+    from lsswgan_core.gan.run import Reporter, RunDir, build_models  # noqa: PLC0415
+    from lsswgan_core.gan.train import TrainState  # noqa: PLC0415
 
     torch.manual_seed(0)
     critic, generator = (m.to(c.device) for m in build_models(cfg))
@@ -590,8 +590,8 @@ def _real(c: Check, batch: int, gen) -> torch.Tensor:
 def step_row(c: Check, mode: str, batch: int, autocast) -> dict:
     """Seconds per critic step, generator step, generator step with the summary loss (the
     loop's own functions), and the summary loss alone (forward and backward)."""
-    from lsswgan_core.losses import summary_loss  # noqa: PLC0415
-    from lsswgan_core.train import critic_step, generator_step, random_stream  # noqa: PLC0415
+    from lsswgan_core.gan.losses import summary_loss  # noqa: PLC0415
+    from lsswgan_core.gan.train import critic_step, generator_step, random_stream  # noqa: PLC0415
 
     s = c.sizes
     cfg = _paper_config(s["width"])
@@ -620,11 +620,11 @@ def step_row(c: Check, mode: str, batch: int, autocast) -> dict:
 
 
 def dg_row(c: Check, mode: str) -> dict:
-    """The duality gap's two steps, as lsswgan_core.duality_gap takes them (no autocast, at
+    """The duality gap's two steps, as lsswgan_core.gan.duality_gap takes them (no autocast, at
     duality_gap.batch_size): the critic copy against the fixed generator (critic loss with
     the penalty) and the generator copy against the fixed critic (eval mode)."""
-    from lsswgan_core.losses import critic_loss  # noqa: PLC0415
-    from lsswgan_core.run import build_models  # noqa: PLC0415
+    from lsswgan_core.gan.losses import critic_loss  # noqa: PLC0415
+    from lsswgan_core.gan.run import build_models  # noqa: PLC0415
 
     s = c.sizes
     cfg = _paper_config(s["width"])
@@ -674,7 +674,7 @@ OPTIONS = {"baseline": {}, "cudnn.benchmark": {"benchmark": True}, "fused Adam":
 def option_row(c: Check, name: str, opts: dict) -> dict:
     """The paper's steps (first batch size, TF32) with one of the usual speed-ups, none of
     which the loop uses yet: what each would give."""
-    from lsswgan_core.train import critic_step, generator_step, random_stream  # noqa: PLC0415
+    from lsswgan_core.gan.train import critic_step, generator_step, random_stream  # noqa: PLC0415
 
     s, batch = c.sizes, c.sizes["batches"][0]
     cfg = _paper_config(s["width"])
@@ -784,11 +784,11 @@ def project(records: list[dict], critic_steps_per_epoch: int, dg_cfg, dg_cubes: 
 def section_training(c: Check) -> dict:
     from lsswgan_core.config import DataConfig  # noqa: PLC0415
     from lsswgan_core.data import Dataset, preprocess  # noqa: PLC0415
-    from lsswgan_core.duality_gap import duality_gap  # noqa: PLC0415
-    from lsswgan_core.run import (RunDir, load_checkpoint,  # noqa: PLC0415
+    from lsswgan_core.gan.duality_gap import duality_gap  # noqa: PLC0415
+    from lsswgan_core.gan.run import (RunDir, load_checkpoint,  # noqa: PLC0415
                                   models_from_checkpoint, read_metrics)
-    from lsswgan_core.simulate import write_suite  # noqa: PLC0415
-    from lsswgan_core.train import train  # noqa: PLC0415
+    from lsswgan_core.sim.simulate import write_suite  # noqa: PLC0415
+    from lsswgan_core.gan.train import train  # noqa: PLC0415
 
     s = c.sizes
     work = c.work / "training"
@@ -874,10 +874,10 @@ def _last(records, key):
 
 def section_sampling(c: Check) -> dict:
     """The bare generator (standing BatchNorm statistics, i.e. eval mode) per precision and
-    batch, and lsswgan_core.sample.generate on the training run's checkpoint (standing
+    batch, and lsswgan_core.gan.sample.generate on the training run's checkpoint (standing
     statistics re-estimated, cubes copied to the host)."""
-    from lsswgan_core.run import build_models  # noqa: PLC0415
-    from lsswgan_core.sample import generate  # noqa: PLC0415
+    from lsswgan_core.gan.run import build_models  # noqa: PLC0415
+    from lsswgan_core.gan.sample import generate  # noqa: PLC0415
 
     s = c.sizes
     cfg = _paper_config(s["width"])

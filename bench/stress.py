@@ -46,8 +46,8 @@ def report(name: str, ok: bool, text: str) -> None:
 
 def fixtures(root: Path) -> dict:
     """A suite, a dataset, a trained run and positions, all tiny."""
-    from lsswgan_core.simulate import write_suite
-    from lsswgan_core.train import train
+    from lsswgan_core.sim.simulate import write_suite
+    from lsswgan_core.gan.train import train
     from tests._datasets import write_dataset
     from tests.test_train import tiny_config, write_toml
 

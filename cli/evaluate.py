@@ -29,7 +29,7 @@ def evaluate(checkpoint, data, split, n, out, seed, sample_bn, device):
     """Compare generated cubes with a real split in physical units (P(k) up to the cube's
     corner, mass and peak histograms, bispectrum; compatibility, P ratio, checkerboard
     indicator and diversity per bin, Frechet distances) and draw Figs. 4-8."""
-    from lsswgan_core.evaluate import evaluate as run  # noqa: PLC0415
+    from lsswgan_core.evaluation.evaluate import evaluate as run  # noqa: PLC0415
 
     metrics = run(checkpoint, data, out, split=split, n=n, seed=seed, device=device,
                   show_progress=True, bn=sample_bn)

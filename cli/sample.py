@@ -26,8 +26,8 @@ from ._options import SEED, output_file
 def sample(checkpoint, n, out, physical, batch, sample_bn, seed, device):
     """Draw N cubes from the generator of CHECKPOINT and write them to OUT (dataset `samples`,
     with the dataset's transform attributes)."""
-    from lsswgan_core.sample import check_output_dir, generate, write_samples  # noqa: PLC0415
-    from lsswgan_core.run import RunError  # noqa: PLC0415
+    from lsswgan_core.gan.sample import check_output_dir, generate, write_samples  # noqa: PLC0415
+    from lsswgan_core.gan.run import RunError  # noqa: PLC0415
 
     try:
         check_output_dir(out)  # before the work, not after

@@ -38,7 +38,7 @@ def _finite(ctx, param, value):
 def simulate(out, n_sims, particles, box_size, seed, pm_steps, mesh_factor, redshift, fmt):
     """Simulate a suite: Eisenstein & Hu initial conditions (WMAP7), 2LPT, particle-mesh
     steps; written as multi-file Gadget-2 (positions in Mpc/h) or Gadget-4-style HDF5."""
-    from lsswgan_core.simulate import write_suite  # noqa: PLC0415
+    from lsswgan_core.sim.simulate import write_suite  # noqa: PLC0415
 
     try:
         paths = write_suite(out, n_sims, particles, box_size, seed, pm_steps, redshift, fmt,

@@ -33,8 +33,8 @@ def train(data, config_path, assignments, out, resume, device, seed, max_epochs)
     import os  # noqa: PLC0415
 
     from lsswgan_core.config import Config, ConfigError, load_config, override  # noqa: PLC0415
-    from lsswgan_core.train import TrainingError  # noqa: PLC0415
-    from lsswgan_core.train import train as run  # noqa: PLC0415
+    from lsswgan_core.gan.train import TrainingError  # noqa: PLC0415
+    from lsswgan_core.gan.train import train as run  # noqa: PLC0415
 
     if not data.is_file():
         raise click.BadParameter(f"{data} does not exist", param_hint="--data")

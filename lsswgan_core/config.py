@@ -92,7 +92,7 @@ class ModelConfig:
     # start the generator's last bias at logit(mean of the training cubes), so that its first
     # outputs have the data's mean instead of sigmoid(0) = 0.5 (not in the paper; off there)
     init_output_bias: bool = False
-    # beyond the paper (see lsswgan_core.models): 'transposed' (the paper), 'nearest' or
+    # beyond the paper (see lsswgan_core.gan.models): 'transposed' (the paper), 'nearest' or
     # 'trilinear' x2 interpolation + a 3^3 convolution
     upsample: str = "transposed"
     padding: str = "zeros"        # of the generator's 3^3 convolutions: zeros, replicate, reflect
@@ -162,7 +162,7 @@ class TrainConfig:
 
 @dataclass
 class SummaryConfig:
-    """The summary loss S (SPEC section 6); see lsswgan_core.losses."""
+    """The summary loss S (SPEC section 6); see lsswgan_core.gan.losses."""
     lambda_pk: float = 2.0
     lambda_mass: float = 2.0
     lambda_peak: float = 1.0

@@ -9,9 +9,9 @@ import sys
 import torch
 import torch.distributed as dist
 
-from lsswgan_core.distributed import Distributed
-from lsswgan_core.losses import critic_loss
-from lsswgan_core.models import Critic
+from lsswgan_core.gan.distributed import Distributed
+from lsswgan_core.gan.losses import critic_loss
+from lsswgan_core.gan.models import Critic
 
 
 def batches(rank):

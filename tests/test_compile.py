@@ -7,8 +7,8 @@ import torch
 
 from lsswgan_core import ops
 from lsswgan_core.config import SummaryConfig
-from lsswgan_core.losses import generator_loss, summary_loss
-from lsswgan_core.models import Critic, Generator
+from lsswgan_core.gan.losses import generator_loss, summary_loss
+from lsswgan_core.gan.models import Critic, Generator
 
 torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
 

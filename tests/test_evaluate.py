@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from lsswgan_core.config import config_from_dict
-from lsswgan_core.evaluate import _stats_block, evaluate, spectrum_checks, summaries
+from lsswgan_core.evaluation.evaluate import _stats_block, evaluate, spectrum_checks, summaries
 from lsswgan_core.ops import find_peaks
-from lsswgan_core.train import train
+from lsswgan_core.gan.train import train
 
 from ._datasets import lognormal_cubes, write_dataset
 

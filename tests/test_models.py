@@ -4,9 +4,9 @@ import copy
 import pytest
 import torch
 
-from lsswgan_core.losses import (SummaryConfig, critic_loss, generator_loss, gradient_penalty,
+from lsswgan_core.gan.losses import (SummaryConfig, critic_loss, generator_loss, gradient_penalty,
                                  summary_loss)
-from lsswgan_core.models import Critic, Generator, parameter_count
+from lsswgan_core.gan.models import Critic, Generator, parameter_count
 
 
 def _shapes(model, x):
@@ -88,7 +88,7 @@ def test_summary_loss_zero_for_identical_batches_positive_otherwise():
 
 def test_summary_units_fixed_or_from_the_batch():
     """With the real batch's own units the loss is unchanged; other units change it."""
-    from lsswgan_core.losses import summary_statistics
+    from lsswgan_core.gan.losses import summary_statistics
 
     torch.manual_seed(4)
     real, fake = torch.rand(4, 1, 32, 32, 32) ** 3, torch.rand(4, 1, 32, 32, 32) ** 2
@@ -178,7 +178,7 @@ def test_minibatch_std_keeps_groups_apart_and_the_penalty_per_sample():
 def _one_call_critic_loss(critic, real, fake, rng, gp_lambda=10.0):
     """The reference: real, fake and interpolated cubes in one critic call (one power
     iteration), the penalty through the interpolated third."""
-    from lsswgan_core.losses import _interpolate, _penalty  # noqa: PLC0415
+    from lsswgan_core.gan.losses import _interpolate, _penalty  # noqa: PLC0415
 
     b = real.shape[0]
     x_hat = _interpolate(real, fake, rng)

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from lsscore.main import cli
 from lsswgan_core.data import DataConfig, Dataset, Transform, assign_splits, preprocess
 from lsswgan_core.io import write_gadget, write_hdf5
-from lsswgan_core.simulate import write_suite
+from lsswgan_core.sim.simulate import write_suite
 
 preprocess_module = importlib.import_module("lsswgan_core.data.preprocess")
 
@@ -205,7 +205,7 @@ def test_validation_spread_is_cosmic_variance(tmp_path):
     """Cubes of an eighth of a box from simulations training never sees: the spread of P(k)
     over the validation cubes is real cosmic variance, near the Gaussian expectation
     sigma_P / P = sqrt(2 / N_modes) on the largest scales (the demo's suite in miniature)."""
-    from lsswgan_core.evaluate import summaries
+    from lsswgan_core.evaluation.evaluate import summaries
 
     write_suite(tmp_path / "suite", 8, 32, 128.0, seed=5, pm_steps=3, show_progress=False,
                 mesh_factor=1)

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from lsswgan_core.config import config_from_dict
-from lsswgan_core.run import load_checkpoint
-from lsswgan_core.train import train
+from lsswgan_core.gan.run import load_checkpoint
+from lsswgan_core.gan.train import train
 
 from ._datasets import write_dataset
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from lsswgan_core.simulate import write_suite
-from lsswgan_core.train import train
+from lsswgan_core.sim.simulate import write_suite
+from lsswgan_core.gan.train import train
 
 from . import _reliability as rel
 from ._datasets import write_dataset
@@ -283,7 +283,7 @@ def _samples(path):
 
 
 def _reference_samples(ckpt, n, seed):
-    from lsswgan_core.sample import generate
+    from lsswgan_core.gan.sample import generate
 
     return generate(ckpt, n, seed=seed)[0]
 

@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
-from lsswgan_core.run import RunDir, RunError
+from lsswgan_core.gan.run import RunDir, RunError
 
 HOLD = """
 import sys
-from lsswgan_core.run import RunDir
+from lsswgan_core.gan.run import RunDir
 with RunDir(sys.argv[1]).lock():
     print("locked", flush=True)
     sys.stdin.read()

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from lsswgan_core import ops
-from lsswgan_core.cosmology import Cosmology
+from lsswgan_core.sim.cosmology import Cosmology
 from lsswgan_core.io import open_snapshot
-from lsswgan_core.simulate import run_simulation, write_suite
+from lsswgan_core.sim.simulate import run_simulation, write_suite
 
 N, BOX = 32, 250.0
 

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from lsswgan_core import train as train_module
+from lsswgan_core.gan import train as train_module
 from lsswgan_core.config import DualityGapConfig, config_from_dict
 from lsswgan_core.data import Dataset, dataset as dataset_module
-from lsswgan_core.duality_gap import duality_gap
-from lsswgan_core.models import Critic, Generator
-from lsswgan_core.run import RunDir, load_checkpoint, read_metrics
-from lsswgan_core.train import TrainingError, train
+from lsswgan_core.gan.duality_gap import duality_gap
+from lsswgan_core.gan.models import Critic, Generator
+from lsswgan_core.gan.run import RunDir, load_checkpoint, read_metrics
+from lsswgan_core.gan.train import TrainingError, train
 
 from ._datasets import write_dataset
 
@@ -371,8 +371,8 @@ def test_fidelity_options_checkpoint_and_resume(dataset, tmp_path):
 
 
 def test_standing_statistics_make_a_cube_independent_of_its_batch(dataset, reference_run):
-    from lsswgan_core.run import models_from_checkpoint
-    from lsswgan_core.sample import generate, standing_statistics
+    from lsswgan_core.gan.run import models_from_checkpoint
+    from lsswgan_core.gan.sample import generate, standing_statistics
 
     ckpt_path = reference_run / "checkpoints" / "last.pt"
     _, gen, cfg, _ = models_from_checkpoint(load_checkpoint(ckpt_path))

@@ -31,9 +31,9 @@ import math
 import torch
 from torch.nn.utils import parametrize
 
-from .config import SummaryConfig
-from .ops import power_spectrum, soft_histogram
-from .stats import peak_histogram
+from ..config import SummaryConfig
+from ..ops import power_spectrum, soft_histogram
+from ..stats import peak_histogram
 
 
 def _interpolate(real, fake, rng):

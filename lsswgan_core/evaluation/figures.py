@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_file
+from ..files import atomic_file
 
 REAL, FAKE = "#1f4e79", "#c0504d"
 

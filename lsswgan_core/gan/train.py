@@ -36,13 +36,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import Config, config_to_toml, load_config
-from .data.dataset import Dataset, DatasetError, Split, data_config_of
+from ..config import Config, config_to_toml, load_config
+from ..data.dataset import Dataset, DatasetError, Split, data_config_of
 from .distributed import DeviceError, Distributed, choose_device, configure_cuda
 from .duality_gap import duality_gap
 from .losses import critic_loss, generator_loss, weighted_summary
 from .models import init_output_bias
-from .progress import Progress
+from ..progress import Progress
 from .run import (Reporter, RunDir, RunError, build_models, load_checkpoint, save_checkpoint)
 
 PURPOSE_SHUFFLE, PURPOSE_STEPS, PURPOSE_DG = 0, 1, 2

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from .config import Config, ConfigError, config_from_dict, config_to_toml, load_config
-from .files import atomic_file, exclusive_lock, write_text
+from ..config import Config, ConfigError, config_from_dict, config_to_toml, load_config
+from ..files import atomic_file, exclusive_lock, write_text
 from .models import Critic, Generator
 
 CHECKPOINT_FORMAT = 1

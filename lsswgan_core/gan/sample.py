@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.transform import Transform
-from .files import atomic_hdf5
-from .progress import Progress
-from .resources import available_memory, require_memory  # noqa: F401 (re-exported)
+from ..data.transform import Transform
+from ..files import atomic_hdf5
+from ..progress import Progress
+from ..resources import available_memory, require_memory  # noqa: F401 (re-exported)
 from .run import load_checkpoint, models_from_checkpoint
 
 

@@ -34,14 +34,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import EvaluateConfig
-from .data.dataset import Dataset, DatasetError
-from .files import write_text
-from .ops import find_peaks, power_spectrum
-from .run import RunDir, RunError, config_of_checkpoint, load_checkpoint, read_metrics
-from .sample import generate
-from .losses import corner_bins
-from .stats import bispectrum, compatibility, frechet_distance
+from ..config import EvaluateConfig
+from ..data.dataset import Dataset, DatasetError
+from ..files import write_text
+from ..ops import find_peaks, power_spectrum
+from ..gan.run import RunDir, RunError, config_of_checkpoint, load_checkpoint, read_metrics
+from ..gan.sample import generate
+from ..gan.losses import corner_bins
+from ..stats import bispectrum, compatibility, frechet_distance
 
 
 def _hard_histogram(values: torch.Tensor, edges: np.ndarray) -> np.ndarray:

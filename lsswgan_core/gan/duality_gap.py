@@ -20,7 +20,7 @@ import copy
 import torch
 
 from .losses import critic_loss
-from .progress import Progress
+from ..progress import Progress
 
 
 def _m(critic, generator, source, latents, batch_size, device) -> float:

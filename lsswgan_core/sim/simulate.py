@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import ops
+from .. import ops
 from .cosmology import Cosmology
-from .ops.kspace import kgrid
-from .progress import Progress
-from .resources import require_disk, require_memory
+from ..ops.kspace import kgrid
+from ..progress import Progress
+from ..resources import require_disk, require_memory
 
 
 @dataclass
@@ -176,7 +176,7 @@ def write_suite(out_dir, n_sims: int, particles: int, box: float, seed: int, pm_
                 mesh_factor: int = 2) -> list[Path]:
     """Simulates `n_sims` boxes and writes each as a snapshot under out_dir/sim_XXX/.
     Simulation i uses seed (seed, i): a suite is deterministic per seed."""
-    from .io import write_gadget, write_hdf5  # noqa: PLC0415
+    from ..io import write_gadget, write_hdf5  # noqa: PLC0415
 
     cosmo = cosmology or Cosmology()
     check_simulation(particles, box, redshift, mesh_factor)

@@ -1,0 +1,2 @@
+"""The report: `evaluate` compares generated with real cubes and writes the paper's figures
+(figures)."""
