@@ -15,7 +15,7 @@ from lsswgan_core.evaluation.evaluate import _stats_block, evaluate, spectrum_ch
 from lsswgan_core.ops import find_peaks
 from lsswgan_core.gan.train import train
 
-from ._datasets import lognormal_cubes, write_dataset
+from ._helpers import lognormal_cubes, write_dataset
 
 FIGURES = {"fig4_losses.png", "fig5_duality_gap.png", "fig6_slices.png", "fig7_summaries.png",
            "fig8_compatibility.png"}

@@ -19,7 +19,7 @@ from lsswgan_core.config import config_from_dict
 from lsswgan_core.gan.run import load_checkpoint
 from lsswgan_core.gan.train import train
 
-from ._datasets import write_dataset
+from ._helpers import write_dataset
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "tiny_run_reference.json").read_text())
 

@@ -1,6 +1,5 @@
 """The training loop: resume after a real SIGKILL, the duality gap's isolation and meaning,
 non-finite losses, clear errors, DistributedDataParallel with 2 CPU processes, sampling."""
-import json
 import os
 import re
 import shutil
@@ -17,34 +16,16 @@ import pytest
 import torch
 
 from lsswgan_core.gan import train as train_module
-from lsswgan_core.config import DualityGapConfig, config_from_dict
+from lsswgan_core.config import DualityGapConfig
 from lsswgan_core.data import Dataset, dataset as dataset_module
 from lsswgan_core.gan.duality_gap import duality_gap
 from lsswgan_core.gan.models import Critic, Generator
 from lsswgan_core.gan.run import RunDir, load_checkpoint, read_metrics
 from lsswgan_core.gan.train import TrainingError, train
 
-from ._datasets import write_dataset
+from ._helpers import assert_same_checkpoint, tiny_config, write_dataset, write_toml
 
-TINY = {"model": {"width": 0.125},
-        "train": {"epochs": 3, "batch_size": 4, "n_critic": 2, "summary_epochs": 2,
-                  "log_every": 1, "checkpoint_every": 2},
-        "duality_gap": {"every": 2, "epochs": 1, "batch_size": 4}}
 TIMING = ("sec_per_critic_step", "sec_per_generator_step", "dg_seconds", "elapsed")
-
-
-def tiny_config(**sections):
-    table = json.loads(json.dumps(TINY))
-    for name, values in sections.items():
-        table.setdefault(name, {}).update(values)
-    return config_from_dict(table)
-
-
-def write_toml(path, cfg):
-    from lsswgan_core.config import config_to_toml
-
-    path.write_text(config_to_toml(cfg))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -58,20 +39,6 @@ def reference_run(dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "reference"
     train(dataset, out, tiny_config(), show_progress=False)
     return out
-
-
-def assert_same_checkpoint(a, b):
-    ca, cb = load_checkpoint(a), load_checkpoint(b)
-    assert (ca["epoch"], ca["generator_step"], ca["critic_step"]) == \
-        (cb["epoch"], cb["generator_step"], cb["critic_step"])
-    for key in ("critic", "generator"):
-        assert ca[key].keys() == cb[key].keys()
-        for name in ca[key]:   # weights and buffers (BatchNorm statistics, spectral-norm u, v)
-            assert torch.equal(ca[key][name], cb[key][name]), f"{key}.{name} differs"
-    for key in ("opt_critic", "opt_generator"):
-        for pid, state in ca[key]["state"].items():
-            for name, value in state.items():
-                assert torch.equal(value, cb[key]["state"][pid][name]), f"{key} {pid} {name}"
 
 
 def strip_timing(records):

@@ -1,9 +1,14 @@
-"""The machinery of the reliability suite, shared by tests/test_reliability.py (a sample of
-each kind, fast) and bench/stress.py (all of it, long): commands run under a file-size limit,
-killed and rerun, run twice at once; snapshots corrupted at random; hostile arguments."""
+"""Helpers shared by the tests and bench/ (the one module bench imports from tests/):
+
+- small synthetic datasets in the format `lsscore preprocess` writes (`write_dataset`);
+- the tiny training config of the training tests and bench/stress.py (`tiny_config`);
+- the reliability machinery, used by tests/test_reliability.py (a sample of each kind, fast) and
+  bench/stress.py (all of it, long): commands run under a file-size limit, killed and rerun,
+  run twice at once; snapshots corrupted at random; hostile arguments."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import resource
 import shutil
@@ -12,9 +17,88 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------ datasets and tiny runs
+
+
+def lognormal_cubes(n_cubes: int, n: int, seed: int, sigma: float = 0.8) -> np.ndarray:
+    """rho/rhobar cubes: exp of a smoothed Gaussian field, mean 1 (a crude cosmic web)."""
+    rng = np.random.default_rng(seed)
+    k = np.fft.fftfreq(n)[:, None, None] ** 2 + np.fft.fftfreq(n)[None, :, None] ** 2 \
+        + np.fft.rfftfreq(n)[None, None, :] ** 2
+    filt = np.exp(-k * (n / 6.0) ** 2)
+    out = np.empty((n_cubes, n, n, n))
+    for i in range(n_cubes):
+        g = np.fft.irfftn(np.fft.rfftn(rng.standard_normal((n, n, n))) * filt, s=(n, n, n), axes=(0, 1, 2))
+        g *= sigma / g.std()
+        out[i] = np.exp(g - sigma**2 / 2)
+    return out
+
+
+def write_dataset(path, sizes=(32, 8, 16), n: int = 32, seed: int = 0, box_size: float = 256.0):
+    """train/val/dg splits of transformed lognormal cubes with the preprocess attributes."""
+    from lsswgan_core.data import Transform  # noqa: PLC0415
+
+    raw = {name: lognormal_cubes(m, n, seed + i) for i, (name, m) in
+           enumerate(zip(("train", "val", "dg"), sizes))}
+    transform = Transform(x_max=float(raw["train"].max()))
+    with h5py.File(path, "w") as f:
+        for name, x in raw.items():
+            f.create_dataset(name, data=np.clip(transform(x), 0, None).astype(np.float32),
+                             chunks=(1, n, n, n) if len(x) else None)
+        attrs = {**transform.attrs(), "x_max": transform.x_max, "box_size": box_size,
+                 "cube_size": box_size * n / 128, "grid": 128, "cube": n, "cubes_per_box": 8,
+                 "scheme": "ngp", "seed": seed, "format_version": 1}
+        for key, value in attrs.items():
+            f.attrs[key] = value
+    return path
+
+
+# the training tests' run: 3 epochs of a width-1/8 model, the duality gap after epoch 2
+TINY = {"model": {"width": 0.125},
+        "train": {"epochs": 3, "batch_size": 4, "n_critic": 2, "summary_epochs": 2,
+                  "log_every": 1, "checkpoint_every": 2},
+        "duality_gap": {"every": 2, "epochs": 1, "batch_size": 4}}
+
+
+def tiny_config(**sections):
+    """The TINY config with some keys of some sections replaced, e.g. train={"epochs": 2}."""
+    from lsswgan_core.config import config_from_dict  # noqa: PLC0415
+
+    table = json.loads(json.dumps(TINY))
+    for name, values in sections.items():
+        table.setdefault(name, {}).update(values)
+    return config_from_dict(table)
+
+
+def write_toml(path, cfg):
+    from lsswgan_core.config import config_to_toml  # noqa: PLC0415
+
+    path.write_text(config_to_toml(cfg))
+    return path
+
+
+def assert_same_checkpoint(a, b):
+    """Two checkpoints hold bit-identical steps, weights, buffers and optimiser states."""
+    from lsswgan_core.gan.run import load_checkpoint  # noqa: PLC0415
+
+    ca, cb = load_checkpoint(a), load_checkpoint(b)
+    assert (ca["epoch"], ca["generator_step"], ca["critic_step"]) == \
+        (cb["epoch"], cb["generator_step"], cb["critic_step"])
+    for key in ("critic", "generator"):
+        assert ca[key].keys() == cb[key].keys()
+        for name in ca[key]:   # weights and buffers (BatchNorm statistics, spectral-norm u, v)
+            assert torch.equal(ca[key][name], cb[key][name]), f"{key}.{name} differs"
+    for key in ("opt_critic", "opt_generator"):
+        for pid, state in ca[key]["state"].items():
+            for name, value in state.items():
+                assert torch.equal(value, cb[key]["state"][pid][name]), f"{key} {pid} {name}"
 
 
 # ------------------------------------------------------------------ commands in a subprocess
