@@ -2,8 +2,10 @@
 under one directory: simulate a small suite, preprocess it, train, sample, evaluate the
 untrained and the trained generator, and print a six-line summary.
 
-`--size demo` (what `make demo` runs) is sized for about 10 minutes on 2 CPU cores;
-`--size tiny` is a miniature of the same steps for the tests."""
+Every size comes from the config: [suite] (what `lsscore simulate` makes), [data] (how
+`lsscore preprocess` cuts it), the training sections, and [evaluate] n_cubes (generated cubes
+in the report). `configs/demo.toml` (what `make demo` runs) is sized for a few minutes of
+training on 2 CPU cores; `configs/tiny.toml` is a miniature of the same steps for the tests."""
 from __future__ import annotations
 
 import json
@@ -15,33 +17,6 @@ from pathlib import Path
 import click
 
 from ._options import SEED
-
-# simulate: sims, particles per side, box (Mpc/h); preprocess: grid, cubes per box
-# The demo's suite: 16 boxes of 256 Mpc/h with 128^3 particles, painted on 64^3 cells of
-# 4 Mpc/h (8 particles per cell, the paper's cell size), so each 32^3 cube is 128 Mpc/h, an
-# eighth of a box: 12 boxes for training, 2 for validation and 2 for the duality gap, whose
-# cubes come from simulations training never sees and carry real cosmic variance. CIC
-# painting: with 8 particles per cell NGP gives discrete x = k/8 in the voids, which no
-# continuous generator matches bin by bin (the paper's 64 particles per cell smooth it).
-SIZES = {"demo": {"n_sims": 16, "particles": 128, "box": 256.0, "grid": 64, "cubes_per_box": 32,
-                  "pm_steps": 8, "mesh_factor": 1, "split": "0.75,0.125,0.125", "n_eval": 64},
-         "tiny": {"n_sims": 3, "particles": 32, "box": 64.0, "grid": 32, "cubes_per_box": 8,
-                  "pm_steps": 2, "mesh_factor": 1, "split": "1,1,1", "n_eval": 8}}
-TINY_CONFIG = """[model]
-width = 0.125
-[train]
-epochs = 2
-batch_size = 4
-n_critic = 2
-summary_epochs = 1
-log_every = 1
-checkpoint_every = 1
-[duality_gap]
-every = 1
-epochs = 1
-batch_size = 4
-"""
-
 
 def _step(title: str, *args: str) -> float:
     click.echo(f"\n== {title}: lsscore {' '.join(args)}", err=True)
@@ -55,22 +30,24 @@ def _step(title: str, *args: str) -> float:
 @click.command()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="demo",
               show_default=True, help="Directory for everything the demo writes.")
-@click.option("--size", type=click.Choice(sorted(SIZES)), default="demo", show_default=True)
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
               default="configs/demo.toml", show_default=True,
-              help="Training config (ignored with --size tiny).")
+              help="The demo's config: suite, dataset, training and report sizes.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
-def demo(out, size, config, seed):
+def demo(out, config, seed):
     """Simulate -> preprocess -> train -> sample -> evaluate, all under OUT; ends with the
     report's path and a six-line summary."""
-    p = SIZES[size]
-    out.mkdir(parents=True, exist_ok=True)
-    if size == "tiny":
-        config = out / "tiny.toml"
-        config.write_text(TINY_CONFIG)
-    elif not config.is_file():
+    from lsswgan_core.config import ConfigError, load_config  # noqa: PLC0415
+
+    if not config.is_file():
         raise click.BadParameter(f"{config} not found (run from the repository root)",
                                  param_hint="--config")
+    try:
+        cfg = load_config(config).validate()
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--config") from None
+    suite, n_eval = cfg.suite, cfg.evaluate.n_cubes
+    out.mkdir(parents=True, exist_ok=True)
     run, data, report = out / "run", out / "dataset.h5", out / "report"
     for stale in (run, out / "suite"):
         if stale.exists():
@@ -79,28 +56,29 @@ def demo(out, size, config, seed):
             shutil.rmtree(stale)
     seconds = {}
     seconds["simulate"] = _step("simulate", "simulate", "--out", str(out / "suite"), "--n-sims",
-                                str(p["n_sims"]), "--particles", str(p["particles"]), "--box-size",
-                                str(p["box"]), "--pm-steps", str(p["pm_steps"]), "--mesh-factor",
-                                str(p["mesh_factor"]), "--seed", str(seed))
+                                str(suite.n_sims), "--particles", str(suite.particles),
+                                "--box-size", str(suite.box_size), "--pm-steps",
+                                str(suite.pm_steps), "--mesh-factor", str(suite.mesh_factor),
+                                "--seed", str(seed))
     sims = sorted(str(s) for s in (out / "suite").glob("sim_*"))
-    seconds["preprocess"] = _step("preprocess", "preprocess", *sims, "--out", str(data), "--grid",
-                                  str(p["grid"]), "--cube", "32", "--cubes-per-box",
-                                  str(p["cubes_per_box"]), "--seed", str(seed), "--length-unit",
-                                  "Mpc/h", "--split-fractions", p["split"], "--scheme", "cic")
+    seconds["preprocess"] = _step("preprocess", "preprocess", *sims, "--out", str(data),
+                                  "--config", str(config), "--seed", str(seed), "--length-unit",
+                                  "Mpc/h")
     seconds["train"] = _step("train", "train", "--data", str(data), "--config", str(config),
                              "--out", str(run), "--seed", str(seed), "--device", "cpu")
     last = run / "checkpoints" / "last.pt"
-    seconds["sample"] = _step("sample", "sample", "--checkpoint", str(last), "--n-cubes",
-                              str(p["n_eval"]), "--out", str(out / "samples.h5"), "--physical")
-    seconds["evaluate"] = _step("evaluate (untrained generator)", "evaluate", "--checkpoint",
-                                str(run / "checkpoints" / "epoch_00000.pt"), "--data", str(data),
-                                "--out", str(report / "untrained"), "--n-cubes", str(p["n_eval"]))
-    seconds["evaluate"] += _step("evaluate", "evaluate", "--checkpoint", str(last), "--data",
-                                 str(data), "--out", str(report), "--n-cubes", str(p["n_eval"]))
-
     from lsswgan_core.data import Dataset  # noqa: PLC0415
 
     sizes = Dataset(data).splits
+    n_eval = n_eval or sizes[cfg.evaluate.split]   # 0: as many as the evaluated split has
+    seconds["sample"] = _step("sample", "sample", "--checkpoint", str(last), "--n-cubes",
+                              str(n_eval), "--out", str(out / "samples.h5"), "--physical")
+    seconds["evaluate"] = _step("evaluate (untrained generator)", "evaluate", "--checkpoint",
+                                str(run / "checkpoints" / "epoch_00000.pt"), "--data", str(data),
+                                "--out", str(report / "untrained"), "--n-cubes", str(n_eval))
+    seconds["evaluate"] += _step("evaluate", "evaluate", "--checkpoint", str(last), "--data",
+                                 str(data), "--out", str(report), "--n-cubes", str(n_eval))
+
     after = json.loads((report / "metrics.json").read_text())
     before = json.loads((report / "untrained" / "metrics.json").read_text())
     comp = {name: (float(before["summaries"][name]["compatibility_mean"] or "nan"),

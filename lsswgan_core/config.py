@@ -1,7 +1,8 @@
 """The one configuration tree: dataclasses loaded from TOML, defaults the paper's.
 
 Sections: [data] (how `lsscore preprocess` builds the dataset), [model], [optim], [train],
-[summary] (the summary loss), [duality_gap] and [evaluate]. Unknown keys are refused by name
+[summary] (the summary loss), [duality_gap], [evaluate] and [suite] (the simulated suite
+of `lsscore demo`). Unknown keys are refused by name
 (a typo never silently falls back to a default), values are checked against the field types,
 and `Config.validate()` refuses values that make no sense (a width of 0, a grid that does not
 divide into cubes). A leaf module: it imports nothing of the package, so every other module
@@ -227,6 +228,24 @@ class EvaluateConfig:
 
 
 @dataclass
+class SuiteConfig:
+    """The simulated suite that `lsscore demo` (and bench/bm_fidelity.py) makes with `lsscore
+    simulate` before preprocessing it by [data]: a demo's sizes live in its config file."""
+    n_sims: int = 16
+    particles: int = 128          # per side
+    box_size: float = 256.0       # Mpc/h
+    pm_steps: int = 8
+    mesh_factor: int = 1
+
+    def validate(self) -> None:
+        _require(self.n_sims >= 1, f"suite.n_sims must be >= 1, got {self.n_sims}")
+        _require(4 <= self.particles <= 1024, f"suite.particles must lie in [4, 1024], got {self.particles}")
+        _require(self.box_size > 0 and math.isfinite(self.box_size), "suite.box_size must be positive")
+        _require(1 <= self.pm_steps <= 1000, "suite.pm_steps must lie in [1, 1000]")
+        _require(1 <= self.mesh_factor <= 4, "suite.mesh_factor must lie in [1, 4]")
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -235,6 +254,7 @@ class Config:
     summary: SummaryConfig = field(default_factory=SummaryConfig)
     duality_gap: DualityGapConfig = field(default_factory=DualityGapConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    suite: SuiteConfig = field(default_factory=SuiteConfig)
 
     def validate(self) -> "Config":
         for f in dataclasses.fields(self):

@@ -6,6 +6,8 @@ import shutil
 import subprocess
 import sys
 
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -116,7 +118,8 @@ def test_missing_inputs_give_messages_and_what_can_be_made(run, tmp_path):
 
 def test_demo_pipeline_miniature(tmp_path):
     """simulate -> preprocess -> train -> sample -> evaluate through the CLI, tiny sizes."""
-    res = lsscore("demo", "--size", "tiny", "--out", tmp_path / "demo")
+    tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny.toml"
+    res = lsscore("demo", "--config", tiny, "--out", tmp_path / "demo")
     assert res.returncode == 0, res.stderr[-3000:]
     lines = res.stdout.strip().splitlines()
     summary = lines[lines.index("== summary") + 1:]
