@@ -1,5 +1,5 @@
-"""paint / readout: against numpy.histogramdd and the float64 reference, gradients, opcheck,
-the adjoint identity, torch.compile, physics (shot noise) and bad input."""
+"""paint / readout: against numpy.histogramdd and the float64 reference, gradients, the
+adjoint identity, physics (shot noise) and bad input (opcheck: tests/ops/test_opcheck.py; torch.compile: tests/test_compile.py)."""
 import math
 
 import numpy as np
@@ -320,31 +320,6 @@ def test_readout_is_adjoint_of_paint(rng, device, scheme):
     torch.testing.assert_close(lhs, rhs, rtol=1e-11, atol=1e-9)
 
 
-def _opcheck_samples(device):
-    g = torch.Generator().manual_seed(0)
-    out = []
-    for dtype in DTYPES:
-        pos = (torch.rand(50, 3, generator=g, dtype=dtype) * 4.0).to(device)
-        w = torch.rand(50, generator=g, dtype=dtype).to(device)
-        field = torch.randn(6, 6, 6, generator=g, dtype=dtype).to(device)
-        out.append((pos, w, field))
-    return out
-
-
-@pytest.mark.parametrize("order", [1, 2, 3])
-def test_opcheck(device, order):
-    ops_ = torch.ops.lsscore
-    for pos, w, field in _opcheck_samples(device):
-        pos_g = pos.clone().requires_grad_(order > 1)
-        w_g = w.clone().requires_grad_()
-        torch.library.opcheck(ops_.paint.default, (pos_g, w_g, 6, 4.0, order))
-        torch.library.opcheck(ops_.paint.default, (pos, None, 6, 4.0, order))
-        torch.library.opcheck(ops_.readout.default,
-                              (field.clone().requires_grad_(), pos_g, 4.0, order))
-        torch.library.opcheck(ops_.readout_gradient.default, (field, pos, w, 4.0, order))
-        torch.library.opcheck(ops_.paint_into.default, (field.clone(), pos, w, 4.0, order))
-
-
 # ---- physics -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("scheme,factor", [("ngp", 1.0), ("cic", (2 / 3) ** 3),
@@ -492,36 +467,6 @@ def test_fuzz_paint_and_readout(num, ncols, n, box_size, scheme, dtype, with_wei
             tol = 1e-9 if dtype == np.float64 else 1e-4
             np.testing.assert_allclose(values, ref, rtol=tol,
                                        atol=tol * (1 + np.abs(grid).max(initial=0)))
-
-
-# ---- torch.compile -------------------------------------------------------------------------
-
-def test_torch_compile_fullgraph(rng, device):
-    """paint and readout trace whole under torch.compile(fullgraph=True) and give the eager
-    results and gradients; out= accumulates in place there too."""
-    def paint_and_readout(pos, w, field):
-        grid = ops.paint(pos, 8, 10.0, weights=w, scheme="cic")
-        return grid, ops.readout(field, pos, 10.0, scheme="tsc")
-
-    compiled = torch.compile(paint_and_readout, fullgraph=True)
-    pos = torch.tensor(rng.uniform(-5, 15, (300, 3)), device=device, requires_grad=True)
-    w = torch.tensor(rng.uniform(0.5, 1.5, 300), device=device, requires_grad=True)
-    field = torch.tensor(rng.normal(size=(8, 8, 8)), device=device, requires_grad=True)
-    probe = torch.tensor(rng.normal(size=(8, 8, 8)), device=device)
-    out, ref = compiled(pos, w, field), paint_and_readout(pos, w, field)
-    for a, b in zip(out, ref):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-    grads = torch.autograd.grad((out[0] * probe).sum() + out[1].sum(), (pos, w, field))
-    grads_ref = torch.autograd.grad((ref[0] * probe).sum() + ref[1].sum(), (pos, w, field))
-    for g, g_ref in zip(grads, grads_ref):
-        torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-12)
-
-    def accumulate(pos, out):
-        return ops.paint(pos, 8, 10.0, scheme="ngp", out=out)
-
-    grid = torch.zeros(8, 8, 8, dtype=torch.float64, device=device)
-    torch.compile(accumulate, fullgraph=True)(pos.detach(), grid)
-    torch.testing.assert_close(grid, ops.paint(pos.detach(), 8, 10.0, scheme="ngp"))
 
 
 # ---- CUDA ----------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""find_peaks: against the brute-force reference, ties, plateaus, NaN, batching, torch.compile,
-bad input."""
+"""find_peaks: against the brute-force reference, ties, plateaus, NaN, batching, bad input
+(opcheck: tests/ops/test_opcheck.py; torch.compile: tests/test_compile.py)."""
 import numpy as np
 import pytest
 import torch
@@ -117,22 +117,6 @@ def test_raw_op_validates():
         torch.ops.lsscore.find_peaks(torch.zeros(3, 3, 3), 2, True)
     with pytest.raises(RuntimeError, match="cubic"):
         torch.ops.lsscore.find_peaks(torch.zeros(3, 3, 4), 1, False)
-
-
-def test_opcheck(device):
-    field = torch.randn(2, 7, 7, 7, device=device)
-    torch.library.opcheck(torch.ops.lsscore.find_peaks.default, (field, 2, True))
-    torch.library.opcheck(torch.ops.lsscore.find_peaks.default, (field.double(), 1, False))
-
-
-def test_torch_compile_fullgraph(rng, device):
-    """find_peaks traces whole under torch.compile(fullgraph=True) and gives the eager mask."""
-    def peaks(f):
-        return ops.find_peaks(f, radius=2, boundary="open"), ops.find_peaks(f, radius=1)
-
-    field = torch.tensor(rng.normal(size=(2, 9, 9, 9)), device=device)
-    for mask, ref in zip(torch.compile(peaks, fullgraph=True)(field), peaks(field)):
-        assert torch.equal(mask, ref)
 
 
 @requires_cuda
