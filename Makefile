@@ -15,7 +15,7 @@ CUDA_HOME ?= $(shell for d in "$$(dirname "$$(dirname "$$(readlink -f "$$(comman
 	/usr/local/cuda /opt/cuda; do [ -f "$$d/include/cuda_runtime.h" ] && [ -x "$$d/bin/nvcc" ] \
 	&& echo "$$d" && break; done 2>/dev/null)
 
-.PHONY: all build test demo bench cuda-check gpu-check clean
+.PHONY: all build test test-fast demo bench cuda-check gpu-check clean
 all: build
 
 $(VENV)/.deps: Makefile
@@ -33,6 +33,11 @@ build: $(VENV)/.built
 test: build
 	$(PY) -m pytest -q tests
 
+# the fast lane: everything but the tests marked slow (subprocesses, torchrun, kills, full
+# disks, the demo, the GPU check); about a minute on 2 cores
+test-fast: build
+	$(PY) -m pytest -q -m "not slow" tests
+
 demo: build
 	$(VENV)/bin/lsscore info
 	$(VENV)/bin/lsscore demo --out demo --config configs/demo.toml
@@ -40,7 +45,7 @@ demo: build
 bench: build
 	$(PY) bench/run.py
 
-# the long reliability suite (issue 13; about 20-30 minutes on 2 cores): full disks, kills,
+# the long reliability suite (its last run and timing: docs/reliability.md): full disks, kills,
 # concurrent writers, 10,000 corrupted snapshots per format, hostile arguments
 .PHONY: stress
 stress: build

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from lsscore.main import cli
@@ -25,6 +26,7 @@ def test_info_reports_build_facts():
     assert "CUDA kernels built:" in text and "GPU visible:" in text
 
 
+@pytest.mark.slow
 def test_console_script_runs():
     exe = os.path.join(os.path.dirname(sys.executable), "lsscore")
     out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True)
@@ -68,6 +70,7 @@ def test_demo_refuses_a_missing_config(tmp_path):
     assert result.exit_code != 0 and "none.toml not found" in result.output
 
 
+@pytest.mark.slow
 def test_missing_build_gives_a_build_message():
     code = ("import sys; sys.modules['lsswgan_core._C'] = None\n"
             "try:\n    import lsswgan_core\nexcept ImportError as e:\n    print(type(e).__name__, e)")

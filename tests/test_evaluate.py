@@ -91,6 +91,7 @@ def lsscore(*args):
                           text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_missing_inputs_give_messages_and_what_can_be_made(run, tmp_path):
     root, data = run
     # no checkpoint: a clear error, and the loss and duality-gap figures are still drawn
@@ -116,6 +117,7 @@ def test_missing_inputs_give_messages_and_what_can_be_made(run, tmp_path):
                                                                "fig8_compatibility.png"}
 
 
+@pytest.mark.slow
 def test_demo_pipeline_miniature(tmp_path):
     """simulate -> preprocess -> train -> sample -> evaluate through the CLI, tiny sizes."""
     tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny.toml"

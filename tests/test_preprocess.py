@@ -72,6 +72,7 @@ def test_end_to_end_through_the_cli(tmp_path, suite):
         Dataset(out).split("test")
 
 
+@pytest.mark.slow
 def test_workers_give_the_same_file(tmp_path, suite):
     cfg = dict(grid=32, cube=8, cubes_per_box=4, seed=9, length_unit="Mpc/h")
     a = preprocess(suite, tmp_path / "a.h5", DataConfig(**cfg), show_progress=False)
@@ -96,6 +97,7 @@ main()
 """
 
 
+@pytest.mark.slow
 def test_resume_after_kill_gives_the_same_file(tmp_path, suite):
     args = [*suite, "--grid", "32", "--cube", "8", "--cubes-per-box", "5", "--seed", "3",
             "--length-unit", "Mpc/h"]

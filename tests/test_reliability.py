@@ -56,6 +56,7 @@ def _assert_clean_failure(res, root, previous: dict):
     return line
 
 
+@pytest.mark.slow
 def test_full_disk_simulate(tmp_path):
     out = tmp_path / "suite"
     (out / "sim_000").mkdir(parents=True)
@@ -66,6 +67,7 @@ def test_full_disk_simulate(tmp_path):
     assert "snapshot_000" in line
 
 
+@pytest.mark.slow
 def test_full_disk_preprocess(tmp_path, suite):
     out = tmp_path / "d.h5"
     out.write_bytes(SENTINEL)
@@ -76,6 +78,7 @@ def test_full_disk_preprocess(tmp_path, suite):
     assert str(out) in line
 
 
+@pytest.mark.slow
 def test_full_disk_train_checkpoint(tmp_path, dataset, config, run):
     copy = rel.copy_run(run, tmp_path / "run")
     before = rel.tree_bytes(copy / "checkpoints")
@@ -86,6 +89,7 @@ def test_full_disk_train_checkpoint(tmp_path, dataset, config, run):
     assert not (copy / "lock").exists()
 
 
+@pytest.mark.slow
 def test_full_disk_sample(tmp_path, run):
     out = tmp_path / "s.h5"
     out.write_bytes(SENTINEL)
@@ -95,6 +99,7 @@ def test_full_disk_sample(tmp_path, run):
     assert str(out) in line
 
 
+@pytest.mark.slow
 def test_full_disk_evaluate(tmp_path, run, dataset):
     out = tmp_path / "report"
     out.mkdir()
@@ -156,6 +161,7 @@ def test_evaluate_names_a_missing_dataset(tmp_path, run):
     assert (tmp_path / "report" / "fig4_losses.png").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["shape", "width"])
 def test_resume_with_a_checkpoint_that_does_not_fit_is_one_line(tmp_path, dataset, run, damage):
     copy = rel.copy_run(run, tmp_path / "run")
@@ -287,6 +293,7 @@ def _reference_samples(ckpt, n, seed):
     return generate(ckpt, n, seed=seed)[0]
 
 
+@pytest.mark.slow
 def test_two_samples_into_one_output_leave_one_complete_result(tmp_path, run):
     ckpt = run / "checkpoints" / "last.pt"
     refs = [_reference_samples(ckpt, 16, seed) for seed in (1, 2)]
@@ -315,6 +322,7 @@ def test_a_second_preprocess_of_one_output_is_refused_while_the_first_runs(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.h5"]
 
 
+@pytest.mark.slow
 def test_a_killed_sample_leaves_nothing_and_a_rerun_gives_the_same_file(tmp_path, run):
     ckpt = run / "checkpoints" / "last.pt"
     ref = _reference_samples(ckpt, 32, 0)

@@ -33,6 +33,7 @@ def test_a_live_holder_is_named_and_the_lock_is_released(tmp_path):
         pass
 
 
+@pytest.mark.slow
 def test_a_killed_holder_blocks_while_alive_and_is_taken_over_once_dead(tmp_path):
     run = RunDir(tmp_path / "run")
     proc = subprocess.Popen([sys.executable, "-c", HOLD, str(run.root)], stdin=subprocess.PIPE,

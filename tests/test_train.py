@@ -66,6 +66,7 @@ def test_run_directory_and_metrics(reference_run):
     assert last["epoch"] == 3 and last["generator_step"] == 12
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_reaches_the_same_weights(dataset, reference_run, tmp_path):
     """Kill a real `lsscore train` process in the middle of epoch 2, resume, compare."""
     out = tmp_path / "killed"
@@ -135,6 +136,7 @@ def test_duality_gap_small_at_equilibrium_large_when_off():
     assert gap_off["max"] > gap_off["max_curve"][0]    # the critic copy learned to separate
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(dataset, tmp_path, monkeypatch):
     calls = {"n": 0}
     real_loss = train_module.critic_loss
@@ -159,6 +161,7 @@ def run_cli(*args, cwd=None):
                           text=True, timeout=300, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_clear_errors(dataset, reference_run, tmp_path):
     small = write_dataset(tmp_path / "small.h5", sizes=(8, 2, 2), n=16)
     res = run_cli("train", "--data", small, "--out", tmp_path / "r")
@@ -244,6 +247,7 @@ def test_a_second_trainer_of_a_locked_run_is_refused(dataset, tmp_path):
         assert sorted(os.listdir(run.root)) == ["lock"]  # nothing written
 
 
+@pytest.mark.slow
 def test_sample_writes_transformed_and_physical_cubes(dataset, reference_run, tmp_path):
     ckpt = reference_run / "checkpoints" / "last.pt"
     res = run_cli("sample", "--checkpoint", ckpt, "--n", 10, "--out", tmp_path / "t.h5",
@@ -266,6 +270,7 @@ def test_sample_writes_transformed_and_physical_cubes(dataset, reference_run, tm
         assert not t.attrs["physical"] and p.attrs["physical"]
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes(dataset, tmp_path):
     """`torchrun --nproc-per-node 2 -m lsscore train` with gloo: the run finishes and the
     replicas stay identical (the loop checks rank 0's weights against every rank's)."""
