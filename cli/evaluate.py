@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from lsswgan_core.config import DEVICES, SAMPLE_BN
+
 from ._options import SEED, output_dir
 
 
@@ -22,9 +24,10 @@ from ._options import SEED, output_dir
               callback=output_dir,
               help="The report directory.")
 @click.option("--seed", type=SEED, default=None, help="[evaluate] seed of the latents (0).")
-@click.option("--sample-bn", type=click.Choice(["standing", "batch"]), default=None,
+@click.option("--sample-bn", type=click.Choice(SAMPLE_BN), default=None,
               help="[model] sample_bn for the generated cubes (default: the run's).")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default=None,
+              help="cpu or cuda (default: cuda when a GPU is visible, else cpu).")
 def evaluate(checkpoint, data, split, n, out, seed, sample_bn, device):
     """Compare generated cubes with a real split in physical units (P(k) up to the cube's
     corner, mass and peak histograms, bispectrum; compatibility, P ratio, checkerboard

@@ -4,9 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import numpy as np
+
+from lsswgan_core.config import SCHEMES
 
 from ._options import output_file
-import numpy as np
 
 
 @click.command()
@@ -14,7 +16,7 @@ import numpy as np
 @click.option("--box-size", "box_size", type=float, required=True, help="Box side L in Mpc/h.")
 @click.option("--grid", "n", type=click.IntRange(min=1), default=256, show_default=True,
               help="Cells per side.")
-@click.option("--scheme", type=click.Choice(["ngp", "cic", "tsc"]), default="ngp",
+@click.option("--scheme", type=click.Choice(SCHEMES), default="ngp",
               show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               callback=output_file,

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from lsswgan_core.config import SCHEMES
+
 from ._options import SEED, output_file
 
 
@@ -40,7 +42,7 @@ def _numbers(cast, example, hi):
 @click.option("--split-cubes", callback=_numbers(int, "992,128,128", 10**9), default=None,
               help="[data] split_cubes: train,val,dg cube counts spread evenly over each "
                    "split's simulations (the paper's 992,128,128).")
-@click.option("--scheme", type=click.Choice(["ngp", "cic", "tsc"]), default=None,
+@click.option("--scheme", type=click.Choice(SCHEMES), default=None,
               help="[data] scheme (ngp).")
 @click.option("--split-fractions", callback=_numbers(float, "0.8,0.1,0.1", 1.0), default=None,
               help="[data] split_fractions: train,val,dg fractions of the simulations (0.8,0.1,0.1).")

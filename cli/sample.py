@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from lsswgan_core.config import DEVICES, SAMPLE_BN
+
 from ._options import SEED, output_file
 
 
@@ -18,11 +20,12 @@ from ._options import SEED, output_file
               "instead of the transformed values in [0, 1].")
 @click.option("--batch", type=click.IntRange(min=2), default=None,
               help="Cubes per generator call (default: the training batch size).")
-@click.option("--sample-bn", type=click.Choice(["standing", "batch"]), default=None,
+@click.option("--sample-bn", type=click.Choice(SAMPLE_BN), default=None,
               help="[model] sample_bn: BatchNorm from standing statistics or from each batch "
                    "(default: the run's).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default=None,
+              help="cpu or cuda (default: cuda when a GPU is visible, else cpu).")
 def sample(checkpoint, n, out, physical, batch, sample_bn, seed, device):
     """Draw N cubes from the generator of CHECKPOINT and write them to OUT (dataset `samples`,
     with the dataset's transform attributes)."""

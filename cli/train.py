@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from lsswgan_core.config import DEVICES
+
 from ._options import SEED, output_dir
 
 
@@ -20,7 +22,7 @@ from ._options import SEED, output_dir
               callback=output_dir,
               help="The run directory (config.toml, metrics.jsonl, checkpoints/).")
 @click.option("--resume", is_flag=True, help="Continue the run in OUT from checkpoints/last.pt.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
+@click.option("--device", type=click.Choice(DEVICES), default=None,
               help="Default: cuda when a GPU is visible, else cpu.")
 @click.option("--seed", type=SEED, default=None, help="[train] seed.")
 @click.option("--max-epochs", type=click.IntRange(min=1), default=None,

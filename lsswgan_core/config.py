@@ -16,7 +16,13 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SCHEMES = ("ngp", "cic", "tsc")
+# The allowed values of the keys that name a choice, in one place: the config checks, the
+# networks, the op wrappers and the CLI's choices all import them from here.
+SCHEMES = ("ngp", "cic", "tsc")                   # mass assignment, in order p = 1, 2, 3
+UPSAMPLING = ("transposed", "nearest", "trilinear")   # model.upsample
+PADDING = ("zeros", "replicate", "reflect")       # model.padding
+SAMPLE_BN = ("standing", "batch")                # model.sample_bn
+DEVICES = ("cpu", "cuda")
 SPLITS = ("train", "val", "dg")
 
 
@@ -35,7 +41,7 @@ def _choice(key: str, value: str, allowed: tuple) -> None:
 
 @dataclass
 class DataConfig:
-    """Snapshots -> dataset (SPEC section 5)."""
+    """Snapshots -> dataset: how `lsscore preprocess` paints, cuts, transforms and splits."""
     grid: int = 256               # cells per side of the painted box
     cube: int = 32                # cells per side of a training cube
     # cubes per split (train, val, dg), spread evenly over each split's simulations: the
@@ -64,7 +70,7 @@ class DataConfig:
                                             and self.split_cubes[0] > 0),
                  f"data.split_cubes must be three cube counts (train > 0), got "
                  f"{list(self.split_cubes)}; or set data.cubes_per_box")
-        _require(self.scheme in SCHEMES, f"scheme must be ngp, cic or tsc, got {self.scheme!r}")
+        _choice("data.scheme", self.scheme, SCHEMES)
         split = tuple(float(s) for s in self.split_fractions)
         _require(len(split) == 3 and all(s >= 0 and math.isfinite(s) for s in split)
                  and sum(split) > 0,
@@ -109,9 +115,9 @@ class ModelConfig:
                  f"model.width must be a positive number, got {self.width}")
         _require(self.latent_dim >= 1, f"model.latent_dim must be >= 1, got {self.latent_dim}")
         _require(self.cube == 32, f"model.cube: the paper's networks take 32^3 cubes, got {self.cube}")
-        _choice("model.upsample", self.upsample, ("transposed", "nearest", "trilinear"))
-        _choice("model.padding", self.padding, ("zeros", "replicate", "reflect"))
-        _choice("model.sample_bn", self.sample_bn, ("standing", "batch"))
+        _choice("model.upsample", self.upsample, UPSAMPLING)
+        _choice("model.padding", self.padding, PADDING)
+        _choice("model.sample_bn", self.sample_bn, SAMPLE_BN)
         _require(self.standing_batches >= 1, "model.standing_batches must be >= 1")
 
 
@@ -163,7 +169,7 @@ class TrainConfig:
 
 @dataclass
 class SummaryConfig:
-    """The summary loss S (SPEC section 6); see lsswgan_core.gan.losses."""
+    """The summary loss S of the generator; see lsswgan_core.gan.losses."""
     lambda_pk: float = 2.0
     lambda_mass: float = 2.0
     lambda_peak: float = 1.0
@@ -209,7 +215,7 @@ class DualityGapConfig:
 
 @dataclass
 class EvaluateConfig:
-    """`lsscore evaluate` (SPEC section 7)."""
+    """`lsscore evaluate`: the real split and the generated cubes it compares."""
     split: str = "val"            # the real cubes compared with
     n_cubes: int = 0              # generated cubes; 0: as many as the split has
     seed: int = 0                 # of the generated cubes' latents

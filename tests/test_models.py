@@ -4,9 +4,19 @@ import copy
 import pytest
 import torch
 
-from lsswgan_core.gan.losses import (SummaryConfig, critic_loss, generator_loss, gradient_penalty,
-                                 summary_loss)
-from lsswgan_core.gan.models import Critic, Generator, parameter_count
+from lsswgan_core.gan.losses import (SummaryConfig, _interpolate, _penalty, critic_loss,
+                                     generator_loss, summary_loss)
+from lsswgan_core.gan.models import Critic, Generator
+
+
+def parameter_count(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def gradient_penalty(critic, real, fake, rng=None):
+    """Per-sample (||grad D(x_hat)||_2 - 1)^2 at x_hat = eps real + (1 - eps) fake."""
+    x_hat = _interpolate(real, fake, rng)
+    return _penalty(critic(x_hat), x_hat)
 
 
 def _shapes(model, x):
@@ -178,7 +188,6 @@ def test_minibatch_std_keeps_groups_apart_and_the_penalty_per_sample():
 def _one_call_critic_loss(critic, real, fake, rng, gp_lambda=10.0):
     """The reference: real, fake and interpolated cubes in one critic call (one power
     iteration), the penalty through the interpolated third."""
-    from lsswgan_core.gan.losses import _interpolate, _penalty  # noqa: PLC0415
 
     b = real.shape[0]
     x_hat = _interpolate(real, fake, rng)

@@ -343,11 +343,11 @@ def test_fidelity_options_checkpoint_and_resume(dataset, tmp_path):
 
 
 def test_standing_statistics_make_a_cube_independent_of_its_batch(dataset, reference_run):
-    from lsswgan_core.gan.run import models_from_checkpoint
+    from lsswgan_core.gan.run import generator_from_checkpoint
     from lsswgan_core.gan.sample import generate, standing_statistics
 
     ckpt_path = reference_run / "checkpoints" / "last.pt"
-    _, gen, cfg, _ = models_from_checkpoint(load_checkpoint(ckpt_path))
+    gen, cfg, _ = generator_from_checkpoint(load_checkpoint(ckpt_path))
     # the standing statistics are the plain average of the batch statistics over the batches
     first_bn = next(m for m in gen.modules() if isinstance(m, torch.nn.BatchNorm3d))
     means = []

@@ -1,4 +1,4 @@
-"""The evaluation report (SPEC section 7): summaries of a real split and of as many generated
+"""The evaluation report (`lsscore evaluate`): summaries of a real split and of as many generated
 cubes, compared bin by bin, and the paper's figures.
 
 All summaries are in physical units: x = rho/rhobar through the dataset's exact inverse
@@ -40,7 +40,6 @@ from ..files import write_text
 from ..ops import find_peaks, power_spectrum
 from ..gan.run import RunDir, RunError, config_of_checkpoint, load_checkpoint, read_metrics
 from ..gan.sample import generate
-from ..gan.losses import corner_bins
 from ..stats import bispectrum, compatibility, frechet_distance
 
 
@@ -60,7 +59,7 @@ def summaries(x: np.ndarray, cube_size: float, edges: np.ndarray, pairs, peak_ra
     t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
     n = t.shape[-1]
     delta = t - 1.0
-    k, pk, n_modes = power_spectrum(delta, cube_size, bins=corner_bins(n, cube_size))
+    k, pk, n_modes = power_spectrum(delta, cube_size, bins="corner")
     log_x = torch.log10(t.clamp(min=0)).flatten(1)                       # x = 0 -> -inf, dropped
     mass = _hard_histogram(log_x, edges) / n**3
     peaks = find_peaks(t, radius=peak_radius, boundary="open").flatten(1)
@@ -145,19 +144,24 @@ def load_split(data, split: str):
 
 
 def evaluate(checkpoint, data, out, *, split: str | None = None, n: int | None = None,
-             seed: int | None = None, device: str = "cpu", run_dir=None,
+             seed: int | None = None, device: str | None = None, run_dir=None,
              show_progress: bool = False, config: EvaluateConfig | None = None,
              bn: str | None = None) -> dict:
     """Write metrics.json and the figures into `out`; returns the metrics dictionary
     (with `problems`: what could not be done). The settings are the [evaluate] section of
     the checkpoint's config (or `config`), with split, n and seed overriding it; bn
-    ('standing' or 'batch') overrides the run's BatchNorm mode for sampling."""
+    ('standing' or 'batch') overrides the run's BatchNorm mode for sampling; device: cpu or
+    cuda for the generator (None: cuda when a GPU is visible)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = Path(checkpoint)
     run = RunDir(run_dir) if run_dir is not None else RunDir.of_checkpoint(checkpoint)
     problems, figures = [], []
-    ecfg = _settings(checkpoint, config, split, n, seed)
+    try:   # loaded once, for its [evaluate] settings and its generator
+        ckpt = load_checkpoint(checkpoint)
+    except RunError as exc:
+        ckpt = exc     # reported where the generated cubes would have been made
+    ecfg = _settings(ckpt, config, split, n, seed)
     metrics = {"checkpoint": str(checkpoint), "data": str(data), "split": ecfg.split}
     records = read_metrics(run.metrics) if run.metrics.is_file() else []
     if not records:
@@ -168,7 +172,7 @@ def evaluate(checkpoint, data, out, *, split: str | None = None, n: int | None =
     except DatasetError as exc:
         problems.append(f"dataset: {exc}")
     if real is not None:
-        fake = _generated(checkpoint, ecfg.n_cubes or len(real), ecfg.seed, device, bn,
+        fake = _generated(ckpt, ecfg.n_cubes or len(real), ecfg.seed, device, bn,
                           show_progress, metrics, problems)
     if fake is not None:
         figures += _compare(real, fake, attrs, ecfg, metrics, problems, out)
@@ -180,14 +184,15 @@ def evaluate(checkpoint, data, out, *, split: str | None = None, n: int | None =
     return metrics
 
 
-def _settings(checkpoint, config, split, n, seed) -> EvaluateConfig:
+def _settings(ckpt, config, split, n, seed) -> EvaluateConfig:
     """The [evaluate] settings: `config`, else the checkpoint's, else the defaults."""
     ecfg = config
     if ecfg is None:
         try:
-            ecfg = config_of_checkpoint(load_checkpoint(checkpoint)).evaluate
+            ecfg = config_of_checkpoint(ckpt).evaluate if isinstance(ckpt, dict) else None
         except RunError:
-            ecfg = EvaluateConfig()   # the checkpoint's problem is reported by _generated
+            pass              # the checkpoint's problem is reported by _generated
+        ecfg = ecfg or EvaluateConfig()
     ecfg = dataclasses.replace(ecfg)
     for key, value in (("split", split), ("n_cubes", n), ("seed", seed)):
         if value is not None:
@@ -195,10 +200,14 @@ def _settings(checkpoint, config, split, n, seed) -> EvaluateConfig:
     return ecfg
 
 
-def _generated(checkpoint, n, seed, device, bn, show_progress, metrics, problems):
-    """Physical generated cubes (n, c, c, c) float64, or None with the reason in problems."""
+def _generated(ckpt, n, seed, device, bn, show_progress, metrics, problems):
+    """Physical generated cubes (n, c, c, c) float64, or None with the reason in problems.
+    ckpt: the loaded checkpoint, or the RunError that loading it raised."""
+    if isinstance(ckpt, RunError):
+        problems.append(f"checkpoint: {ckpt}")
+        return None
     try:
-        fake, meta, rate = generate(checkpoint, n, physical=True, seed=seed, device=device,
+        fake, meta, rate = generate(ckpt, n, physical=True, seed=seed, device=device,
                                     show_progress=show_progress, bn=bn)
     except (OSError, ValueError, RuntimeError) as exc:
         problems.append(f"checkpoint: {exc}")

@@ -15,10 +15,16 @@ class DeviceError(RuntimeError):
     pass
 
 
-def choose_device(device: str | None, local_rank: int = 0) -> str:
-    """'cpu' or 'cuda:<local rank>'; None picks cuda when a GPU is visible."""
+def default_device() -> str:
+    """The one default of every command and function that takes a device: cuda when torch
+    sees a GPU, else cpu."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def choose_device(device: str | None = None, local_rank: int = 0) -> str:
+    """'cpu' or 'cuda:<local rank>'; None: the default device."""
     if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = default_device()
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise DeviceError("--device cuda was asked for but torch sees no GPU")

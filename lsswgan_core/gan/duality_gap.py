@@ -1,4 +1,4 @@
-"""The duality gap (SPEC section 6), a convergence monitor for GANs.
+"""The duality gap, a convergence monitor for GANs.
 
 With M(G, D) = E_x D(x) - E_z D(G(z)) on the dg split:
     L_max = max over a trajectory of M(G, D') where D' is a copy of D trained against the

@@ -26,8 +26,6 @@ past k_Nyq where a period-2 checkerboard lives.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch.nn.utils import parametrize
 
@@ -47,14 +45,6 @@ def _penalty(d_hat: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     """Per-sample (||grad D(x_hat)||_2 - 1)^2, differentiable with respect to the critic."""
     (grad,) = torch.autograd.grad(d_hat.sum(), x_hat, create_graph=True)
     return (grad.flatten(1).float().norm(dim=1) - 1) ** 2
-
-
-def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor,
-                     rng: torch.Generator | None = None) -> torch.Tensor:
-    """Per-sample (||grad D(x_hat)||_2 - 1)^2 at x_hat = eps real + (1 - eps) fake,
-    eps ~ U(0, 1) per sample; shape (b,). Differentiable with respect to the critic."""
-    x_hat = _interpolate(real, fake, rng)
-    return _penalty(critic(x_hat), x_hat)
 
 
 def critic_loss(critic, real, fake, gp_lambda: float = 10.0, rng=None):
@@ -87,22 +77,11 @@ def _has_minibatch_std(critic) -> bool:
     return bool(getattr(getattr(critic, "module", critic), "minibatch_std", False))
 
 
-def corner_bins(n: int, box_size: float) -> tuple[float, ...]:
-    """P(k) bin edges [i k_F, (i+1) k_F) from i = 1 up to past the cube's corner sqrt(3) n/2,
-    so that every rfft mode but k = 0 is in a bin (the edges sit a hair below the integers,
-    so that |n| = i falls in bin i exactly as with the default bins). Plain floats, so that
-    torch.compile traces them as constants."""
-    top = math.floor(math.sqrt(3) * n / 2) + 1
-    k_f = 2 * math.pi / box_size
-    return tuple((i - 1e-6) * k_f for i in range(1, top + 1))
-
-
 def summary_statistics(cubes: torch.Tensor, cfg: SummaryConfig) -> dict[str, torch.Tensor]:
     """Per-sample statistics (b, nbins) of (b, 1, n, n, n) or (b, n, n, n) cubes."""
     x = cubes.squeeze(1) if cubes.dim() == 5 else cubes
     lo, hi = cfg.value_range
-    bins = corner_bins(x.shape[-1], cfg.box_size) if cfg.pk_bins == "corner" else None
-    _, pk, _ = power_spectrum(x, cfg.box_size, bins=bins)
+    _, pk, _ = power_spectrum(x, cfg.box_size, bins="corner" if cfg.pk_bins == "corner" else None)
     return {"pk": pk,
             "mass": soft_histogram(x.flatten(1), lo, hi, cfg.mass_bins),
             "peak": peak_histogram(x, lo, hi, cfg.peak_bins, radius=cfg.peak_radius,
@@ -138,6 +117,22 @@ def summary_loss(real: torch.Tensor, fake: torch.Tensor, cfg: SummaryConfig | No
         s_fake = {k: v / scales[k] for k, v in s_fake.items()}
     terms = {k: summary_distance(s_real[k], s_fake[k], cfg.delta, cfg.eps) for k in s_real}
     return weighted_summary(terms, cfg), {k: v.detach() for k, v in terms.items()}
+
+
+def train_split_units(split, cfg: SummaryConfig, device: str) -> dict:
+    """The units of the summary statistics (summary.units = 'train'): each statistic's mean
+    over samples and bins on (up to 512 cubes of) the train split `split` (a data.Split), fixed
+    for the whole run and stored in its checkpoint."""
+    picked = torch.arange(len(split))[::max(1, len(split) // 512)][:512]
+    n, sums = len(picked), None
+    for lo in range(0, n, 64):
+        cubes = split.batch(picked[lo:lo + 64]).to(device)
+        with torch.no_grad():
+            stats = summary_statistics(cubes, cfg)
+        part = {k: v.double().sum(0) for k, v in stats.items()}
+        sums = part if sums is None else {k: sums[k] + part[k] for k in sums}
+    return {k: (v.mean() / n).float().clamp_min(torch.finfo(torch.float32).tiny)
+            for k, v in sums.items()}
 
 
 def generator_loss(critic, fake, real=None, lambda_summ: float = 0.0,

@@ -11,6 +11,8 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from ..config import PADDING, UPSAMPLING
+
 LATENT_DIM = 256
 
 
@@ -82,10 +84,6 @@ class ResBlock(nn.Module):
         return x + self.body(x)
 
 
-UPSAMPLING = ("transposed", "nearest", "trilinear")
-PADDING = ("zeros", "replicate", "reflect")
-
-
 class Generator(nn.Module):
     """Dense to 4^3 x 256, three stride-2 transposed convolutions each followed by BatchNorm,
     LeakyReLU and a ResBlock, two stride-1 transposed convolutions, sigmoid (Table 2).
@@ -142,6 +140,3 @@ def init_output_bias(generator: Generator, mean: float) -> None:
     with torch.no_grad():
         last.bias.fill_(math.log(mean / (1 - mean)))
 
-
-def parameter_count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

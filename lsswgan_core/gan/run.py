@@ -152,23 +152,26 @@ def config_of_checkpoint(ckpt: dict) -> Config:
         raise RunError(f"the checkpoint's config cannot be read ({exc})") from None
 
 
+def build_generator(cfg: Config) -> Generator:
+    m = cfg.model
+    return Generator(m.width, m.latent_dim, m.cube, upsample=m.upsample, padding=m.padding)
+
+
 def build_models(cfg: Config):
     """(critic, generator) of a configuration, freshly initialised."""
     m = cfg.model
-    critic = Critic(m.width, m.cube, minibatch_std=m.minibatch_std)
-    generator = Generator(m.width, m.latent_dim, m.cube, upsample=m.upsample, padding=m.padding)
-    return critic, generator
+    return Critic(m.width, m.cube, minibatch_std=m.minibatch_std), build_generator(cfg)
 
 
-def models_from_checkpoint(ckpt: dict, device="cpu"):
-    """(critic, generator, config, dataset attributes) of a checkpoint, on `device`. The
-    generator is the moving average of the weights when the run kept one (train.ema_decay)."""
+def generator_from_checkpoint(ckpt: dict, device="cpu"):
+    """(generator, config, dataset attributes) of a checkpoint, on `device` (no critic is
+    built). The generator is the moving average of the weights when the run kept one
+    (train.ema_decay)."""
     cfg = config_of_checkpoint(ckpt)
-    critic, generator = build_models(cfg)
+    generator = build_generator(cfg)
     try:
-        critic.load_state_dict(ckpt["critic"])
         generator.load_state_dict(ckpt.get("generator_ema") or ckpt["generator"])
     except (KeyError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise RunError(f"the checkpoint's weights do not fit its model config ({first})") from None
-    return critic.to(device), generator.to(device), cfg, json.loads(ckpt["dataset"])
+    return generator.to(device), cfg, json.loads(ckpt["dataset"])

@@ -18,11 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import SAMPLE_BN
 from ..data.transform import Transform
 from ..files import atomic_hdf5
 from ..progress import Progress
-from ..resources import available_memory, require_memory  # noqa: F401 (re-exported)
-from .run import load_checkpoint, models_from_checkpoint
+from ..resources import require_memory
+from .distributed import choose_device
+from .run import generator_from_checkpoint, load_checkpoint
 
 
 def check_memory(n: int, cube: int) -> None:
@@ -50,15 +52,18 @@ def standing_statistics(generator, batches: int, batch_size: int, rng: torch.Gen
 
 
 def generate(checkpoint, n: int, *, batch: int | None = None, physical: bool = False,
-             seed: int = 0, device: str = "cpu", show_progress: bool = False,
+             seed: int = 0, device: str | None = None, show_progress: bool = False,
              bn: str | None = None):
     """(cubes (n, c, c, c) float32 ndarray, attributes dict, cubes per second).
-    bn: 'standing' or 'batch' overrides the run's model.sample_bn. Raises ValueError, before
-    allocating, when the n cubes do not fit in the memory available."""
+    checkpoint: a path, or a checkpoint already loaded (`run.load_checkpoint`). device: cpu or
+    cuda; None: cuda when a GPU is visible. bn: 'standing' or 'batch' overrides the run's
+    model.sample_bn. Raises ValueError, before allocating, when the n cubes do not fit in the
+    memory available."""
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
-    ckpt = load_checkpoint(checkpoint, map_location=device)
-    _, generator, cfg, attrs = models_from_checkpoint(ckpt, device)
+    device = choose_device(device)
+    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint, device)
+    generator, cfg, attrs = generator_from_checkpoint(ckpt, device)
     check_memory(n, cfg.model.cube)
     batch = batch or cfg.train.batch_size
     if batch < 1:
@@ -67,8 +72,8 @@ def generate(checkpoint, n: int, *, batch: int | None = None, physical: bool = F
     require_memory(batch * cfg.model.cube**3 * 4 * 16, f"--batch {batch}: the generator's "
                    f"activations for {batch} cubes", "choose a smaller --batch")
     bn = bn or cfg.model.sample_bn
-    if bn not in ("standing", "batch"):
-        raise ValueError(f"the BatchNorm mode must be 'standing' or 'batch', got {bn!r}")
+    if bn not in SAMPLE_BN:
+        raise ValueError(f"the BatchNorm mode must be one of {', '.join(SAMPLE_BN)}, got {bn!r}")
     if bn == "batch" and batch < 2:
         raise ValueError("batch must be at least 2 (the generator's BatchNorm uses batch statistics)")
     transform = Transform.from_attrs(attrs)

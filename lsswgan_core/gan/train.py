@@ -1,6 +1,6 @@
 """The training loop of the paper's Table 4: critic step, generator step, end of epoch.
 
-An epoch is one pass of the critic over the training split (SPEC section 6): the split is
+An epoch is one pass of the critic over the training split (the paper's Table 4): the split is
 shuffled, cut into batches (the last incomplete batch is dropped), and every `n_critic`-th
 critic step is followed by one generator step. The generator step's summary loss compares
 the generated batch with the last real batch the critic saw, for the first
@@ -38,9 +38,9 @@ import torch
 
 from ..config import Config, config_to_toml, load_config
 from ..data.dataset import Dataset, DatasetError, Split, data_config_of
-from .distributed import DeviceError, Distributed, choose_device, configure_cuda
+from .distributed import DeviceError, Distributed, choose_device, configure_cuda, default_device
 from .duality_gap import duality_gap
-from .losses import critic_loss, generator_loss, weighted_summary
+from .losses import critic_loss, generator_loss, train_split_units, weighted_summary
 from .models import init_output_bias
 from ..progress import Progress
 from .run import (Reporter, RunDir, RunError, build_models, load_checkpoint, save_checkpoint)
@@ -124,7 +124,7 @@ def train(data, out, config: Config | str | Path | None = None, *, resume: bool 
     early (the run can be resumed later). Returns the last flushed metrics record."""
     run = RunDir(out)
     config = _resolve_config(run, config, resume, seed)
-    dist = Distributed(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dist = Distributed(device or default_device())
     try:
         try:
             device = choose_device(device, dist.local_rank)
@@ -228,7 +228,7 @@ def _build_state(data, dataset, train_split, run, config, resume, device, dist) 
         if config.model.init_output_bias:
             init_output_bias(generator, train_split.mean())
         if config.summary.units == "train" and config.train.lambda_summ > 0:
-            state.summary_units = _train_split_units(train_split, config, device)
+            state.summary_units = train_split_units(train_split, config.summary, device)
         if dist.main:
             run.start(config)
     if config.train.ema_decay > 0:
@@ -237,23 +237,6 @@ def _build_state(data, dataset, train_split, run, config, resume, device, dist) 
             state.generator_ema.load_state_dict(ckpt["generator_ema"])
     state.t_start = time.perf_counter()
     return state, start_epoch
-
-
-def _train_split_units(split: Split, config: Config, device: str) -> dict:
-    """The summary statistics' units from (up to 512 cubes of) the train split, fixed for
-    the whole run."""
-    from .losses import summary_statistics  # noqa: PLC0415
-
-    picked = torch.arange(len(split))[::max(1, len(split) // 512)][:512]
-    n, sums = len(picked), None
-    for lo in range(0, n, 64):
-        cubes = split.batch(picked[lo:lo + 64]).to(device)
-        with torch.no_grad():
-            stats = summary_statistics(cubes, config.summary)
-        part = {k: v.double().sum(0) for k, v in stats.items()}
-        sums = part if sums is None else {k: sums[k] + part[k] for k in sums}
-    return {k: (v.mean() / n).float().clamp_min(torch.finfo(torch.float32).tiny)
-            for k, v in sums.items()}
 
 
 def _restore(state: TrainState, ckpt: dict) -> int:

@@ -9,7 +9,5 @@ from .paint import paint, readout
 from .peaks import find_peaks
 from .power_spectrum import power_spectrum
 
-SCHEMES = SCHEME_ORDER  # the name this table was first exported under
-
-__all__ = ["SCHEMES", "SCHEME_ORDER", "find_peaks", "paint", "power_spectrum", "readout",
+__all__ = ["SCHEME_ORDER", "find_peaks", "paint", "power_spectrum", "readout",
            "soft_histogram"]

@@ -7,9 +7,11 @@ import math
 import numpy as np
 import torch
 
+from ..config import SCHEMES
+
 # Mass-assignment schemes and their orders p: a scheme of order p touches p cells per
 # dimension, and its Fourier window is prod_i sinc(k_i h / 2)^p.
-SCHEME_ORDER = {"ngp": 1, "cic": 2, "tsc": 3}
+SCHEME_ORDER = {scheme: p for p, scheme in enumerate(SCHEMES, start=1)}
 
 
 def as_tensor(x, name: str) -> tuple[torch.Tensor, bool]:

@@ -1,6 +1,6 @@
 """Particle painting (mass assignment) onto a periodic grid, and its adjoint, readout.
 
-Conventions (SPEC section 4): a periodic box of side ``box_size`` = L (Mpc/h) on ``n``
+Conventions, shared by every op: a periodic box of side ``box_size`` = L (Mpc/h) on ``n``
 cells per side, cell size h = L/n; cell ``i`` covers ``[i h, (i+1) h)`` and its centre is
 ``(i + 1/2) h``. NGP puts a particle in cell ``floor(x / h)`` (computed in float64), which is
 exactly ``numpy.histogramdd(..., range=[(0, L)] * 3)``. CIC and TSC weights are taken

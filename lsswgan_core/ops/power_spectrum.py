@@ -1,7 +1,7 @@
 """Shell-averaged power spectrum P(k) of periodic fields, differentiable with respect to the
 field.
 
-Convention (SPEC section 4): ``F(k) = sum_x f(x) exp(-i k.x)`` (the unnormalised DFT),
+Convention (that of nbodykit and Pylians): ``F(k) = sum_x f(x) exp(-i k.x)`` (the unnormalised DFT),
 ``P(k) = (L^3 / n^6) |F(k)|^2`` in (Mpc/h)^3 with k in h/Mpc, ``k_F = 2 pi / L``; the k = 0
 mode is excluded; modes are counted over the full complex k-space (an rfft mode with
 ``0 < k_z < k_Nyq`` counts twice, as in nbodykit and powerbox; Pylians counts each independent
@@ -95,11 +95,25 @@ def _modes(n, box_size, edges, mas, device, dtype):
     return _mode_tensors(n, box_size, edges, mas, device, dtype)
 
 
-def _bin_edges(bins) -> tuple[float, ...] | None:
+def corner_edges(n: int, box_size: float) -> tuple[float, ...]:
+    """Bin edges [i k_F, (i+1) k_F) from i = 1 up to past the cube's corner sqrt(3) n/2, so
+    that every rfft mode but k = 0 is in a bin (the edges sit a hair below the integers, so
+    that |n| = i falls in bin i exactly as with the default bins). Plain floats, so that
+    torch.compile traces them as constants."""
+    top = math.floor(math.sqrt(3) * n / 2) + 1
+    k_f = 2 * math.pi / box_size
+    return tuple((i - 1e-6) * k_f for i in range(1, top + 1))
+
+
+def _bin_edges(bins, n: int, box_size: float) -> tuple[float, ...] | None:
     """Explicit bin edges as a tuple of floats (a cache key), or a ValueError. Lists and tuples
     are read in plain Python, so that torch.compile can trace the check."""
     if bins is None:
         return None
+    if isinstance(bins, str):
+        if bins != "corner":
+            raise ValueError(f"bins must be None, 'corner' or bin edges, got {bins!r}")
+        return corner_edges(n, box_size)
     message = "bins must be at least two finite, strictly increasing edges (h/Mpc)"
     if isinstance(bins, (list, tuple)):
         try:
@@ -125,7 +139,9 @@ def power_spectrum(field, box_size: float, bins=None, mas: str | None = None):
         field: ``(..., n, n, n)`` float32/float64 (e.g. the overdensity); leading dimensions
             are a batch.
         box_size: the cube's side L in Mpc/h.
-        bins: ``None`` for the default bins, or increasing bin edges in h/Mpc.
+        bins: ``None`` for the default bins (up to k_Nyq), ``'corner'`` for the same bins
+            continued up to the cube's corner sqrt(3) k_Nyq (every mode but k = 0, the
+            period-2 ones included), or increasing bin edges in h/Mpc.
         mas: ``None``, ``'ngp'``, ``'cic'`` or ``'tsc'``: divide by that window.
 
     Returns:
@@ -155,9 +171,9 @@ def power_spectrum(field, box_size: float, bins=None, mas: str | None = None):
         raise ValueError(f"box_size {box_size!r} is too large for a power spectrum in (Mpc/h)^3")
     if mas is not None and mas not in SCHEME_ORDER:
         raise ValueError(f"mas must be None or one of {sorted(SCHEME_ORDER)}, got {mas!r}")
-    edges = _bin_edges(bins)
     if n == 0:
         raise ValueError("field must have at least one cell per side")
+    edges = _bin_edges(bins, n, box_size)
     if not math.isfinite(2 * math.pi * n / box_size):  # |k| up to about k_F n
         raise ValueError(f"box_size {box_size!r} is too small: the wavenumbers 2 pi n / L overflow")
     index, weight, inv_modes, k_mean, n_modes = _modes(

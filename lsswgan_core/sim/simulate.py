@@ -45,7 +45,7 @@ def _kvectors(n: int, box: float):
 
 
 def gaussian_field(n: int, box: float, power, seed: int) -> np.ndarray:
-    """A Gaussian random field on n^3 cells whose power spectrum (SPEC convention) is
+    """A Gaussian random field on n^3 cells whose power spectrum (the convention of ops.power_spectrum) is
     power(k), k in h/Mpc."""
     gen = torch.Generator().manual_seed(int(seed))
     white = torch.randn(n, n, n, generator=gen, dtype=torch.float64)

@@ -4,7 +4,7 @@ read from the dispatcher, so an op registered without samples here fails the tes
 import pytest
 import torch
 
-import lsswgan_core  # noqa: F401  (registers torch.ops.lsscore)
+import lsswgan_core.ops  # noqa: F401  (registers torch.ops.lsscore and its fake and autograd kernels)
 
 DTYPES = [torch.float32, torch.float64]
 

@@ -213,3 +213,16 @@ def test_cpu_and_cuda_agree(rng):
         _, cpu, _ = ops.power_spectrum(field, 100.0, mas=mas)
         _, gpu, _ = ops.power_spectrum(field.cuda(), 100.0, mas=mas)
         torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=0)
+
+
+def test_corner_bins_count_every_mode_and_continue_the_default_bins(rng):
+    n, box = 8, 20.0
+    field = torch.tensor(rng.normal(size=(2, n, n, n)))
+    k, pk, modes = ops.power_spectrum(field, box, bins="corner")
+    k0, pk0, modes0 = ops.power_spectrum(field, box)
+    assert modes.sum() == n**3 - 1                     # every mode but k = 0
+    assert k.max() * box / (2 * math.pi) <= math.sqrt(3) * n / 2
+    torch.testing.assert_close(pk[..., :len(pk0[0])], pk0, rtol=1e-12, atol=0)
+    torch.testing.assert_close(modes[:len(modes0)], modes0)
+    with pytest.raises(ValueError, match="corner"):
+        ops.power_spectrum(field, box, bins="edge")
