@@ -64,7 +64,8 @@ cuda-check:
 		missing = [o for o in ops if not torch._C._dispatch_has_kernel_for_dispatch_key('lsscore::' + o, 'CUDA')]; \
 		assert not missing, missing; print('CUDA kernels registered for', len(ops), 'ops')"
 
-# GPU first light (bench/gpu_check.py, about 7 minutes): on a GPU machine whose python already
+# GPU first light (bench/gpu_check.py: build, CUDA tests, bench/run.py --device cuda, the
+# training projection, a summary table): on a GPU machine whose python already
 # has a CUDA torch (not the venv's CPU one); the script builds the extension itself. E.g.
 # make gpu-check PYTHON=/usr/bin/python3 GPU_CHECK_ARGS="--out /tmp/gpu_check"
 GPU_CHECK_ARGS ?=

@@ -19,7 +19,8 @@ and P(k) bins to the corner), so that the table isolates those two.
     python bench/bm_fidelity.py [--data demo/dataset.h5] [--budget 300] [--seeds 0 1]
                                 [--variants a b c d] [--trend c] [--out bench/fidelity]
 
-Without --data the demo's suite is simulated and preprocessed first (lsscore demo's sizes).
+Without --data the demo's suite is simulated and preprocessed first (configs/demo.toml's
+[suite] and [data], as `lsscore demo` does).
 Writes OUT/results.json, OUT/slices.png (one row per variant, the real cubes on top) and
 OUT/summaries.png (P(k) ratio, mass and peak histograms of every variant).
 """
@@ -53,22 +54,21 @@ VARIANTS = {"a": ("paper-arch", PAPER_ARCH + NO_SUMMARY),
             "d": ("best", BEST_ARCH + NO_SUMMARY)}
 
 
-def make_data(root: Path) -> Path:
-    """The demo's dataset, through the CLI (the same sizes as `lsscore demo`)."""
-    sys.path.insert(0, str(ROOT))
-    from cli.demo import SIZES  # noqa: PLC0415
-
-    p = SIZES["demo"]
+def make_data(root: Path, seed: int = 0) -> Path:
+    """The demo's dataset, through the CLI as `lsscore demo` makes it: the suite of
+    configs/demo.toml's [suite], preprocessed with that config."""
+    config = ROOT / "configs" / "demo.toml"
+    suite = load_config(config).suite
     lsscore = [sys.executable, "-m", "lsscore"]
     subprocess.run(lsscore + ["simulate", "--out", str(root / "suite"), "--n-sims",
-                              str(p["n_sims"]), "--particles", str(p["particles"]), "--box-size",
-                              str(p["box"]), "--pm-steps", str(p["pm_steps"]), "--mesh-factor",
-                              str(p["mesh_factor"])], check=True)
+                              str(suite.n_sims), "--particles", str(suite.particles),
+                              "--box-size", str(suite.box_size), "--pm-steps", str(suite.pm_steps),
+                              "--mesh-factor", str(suite.mesh_factor), "--seed", str(seed)],
+                   check=True)
     data = root / "dataset.h5"
     subprocess.run(lsscore + ["preprocess", *sorted(str(s) for s in (root / "suite").glob("sim_*")),
-                              "--out", str(data), "--grid", str(p["grid"]), "--cube", "32",
-                              "--cubes-per-box", str(p["cubes_per_box"]), "--length-unit", "Mpc/h",
-                              "--split-fractions", p["split"], "--scheme", "cic"], check=True)
+                              "--out", str(data), "--config", str(config), "--length-unit", "Mpc/h",
+                              "--seed", str(seed)], check=True)
     return data
 
 

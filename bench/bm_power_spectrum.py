@@ -1,17 +1,17 @@
-"""Power-spectrum benchmark on a 256^3 field and a batch of 16 x 32^3, 2 threads, medians:
-ours against torch's bare rfftn (the floor), NumPy (np.fft.rfftn + np.bincount), pure torch
-(torch.fft.rfftn + scatter_add) and, when installed, Pylians' Pk_library.Pk (benchmark only;
-it counts each independent mode once, so its mode counts are about half ours and its P
-equal: compared on P). Forward and forward+backward. A roofline column: the field's bytes
-(read once) over our time, as a fraction of the machine's measured copy bandwidth. Thread
-scaling: ours and the bare rfftn at 1, 2 and all cores on the large field.
+"""Power-spectrum benchmark on a 256^3 field and a batch of 16 x 32^3: ours against torch's bare
+rfftn (the floor), NumPy (np.fft.rfftn + np.bincount), plain torch on the device
+(torch.fft.rfftn + bincount, or scatter_add for a batch and for the backward) and, when
+installed, Pylians' Pk_library.Pk (benchmark only; it counts each independent mode once, so
+its mode counts are about half ours and its P equal: compared on P, the `pylians max |dP/P|`
+column). Forward, and forward+backward against the differentiable torch version. Reference:
+the plain-torch P(k) with the same bins. A roofline column: the field's bytes (read once) over
+our time, as a fraction of the measured copy bandwidth. On the CPU, thread scaling: ours and
+the bare rfftn at 1, 2 and all cores on the large field.
 
-    python bench/bm_power_spectrum.py [--quick]
+    python bench/bm_power_spectrum.py [--device cpu|cuda] [--quick]
 """
 from __future__ import annotations
 
-import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -19,113 +19,100 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (median_time, print_table, roofline, set_threads, thread_counts,  # noqa: E402
-                     write_json)
+from _common import Entry, Impl, main, register, with_backward  # noqa: E402
 
 from lsswgan_core import ops  # noqa: E402
 from lsswgan_core.ops.power_spectrum import _mode_table  # noqa: E402
 
+BOX = 1000.0
 
-def main(argv=None):
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path,
-                        default=Path(__file__).with_name("results_power_spectrum.json"))
-    args = parser.parse_args(argv)
-    set_threads(args.threads)
+
+class Bins:
+    """ours' k bins for an n^3 grid, as the baselines use them: the mode table is built once
+    outside the timing, as a user would."""
+
+    def __init__(self, n: int, device):
+        index, weight, _, n_modes, _ = _mode_table(n, BOX, None, None)
+        self.keep = index >= 0
+        self.index, self.weight, self.n_modes = index[self.keep], weight[self.keep], n_modes
+        self.scale = BOX**3 / n**6
+        self.nbins = len(n_modes)
+        # torch: bin 0 collects the modes left out
+        self.idx = torch.as_tensor(np.where(self.keep, index + 1, 0), device=device)
+        self.w = torch.as_tensor(np.where(self.keep, weight, 0.0), dtype=torch.float32,
+                                 device=device)
+        self.inv = torch.as_tensor(self.scale / np.maximum(n_modes, 1), dtype=torch.float32,
+                                   device=device)
+
+    def numpy_pk(self, field: np.ndarray) -> np.ndarray:
+        """np.fft.rfftn + np.bincount, one field or a batch."""
+        power = np.abs(np.fft.rfftn(field, axes=(-3, -2, -1))) ** 2
+        power = power.reshape(-1, power.shape[-3] * power.shape[-2] * power.shape[-1])
+        binned = np.stack([np.bincount(self.index, p[self.keep] * self.weight, self.nbins)
+                           for p in power])
+        binned = self.scale * binned / self.n_modes
+        return binned[0] if field.ndim == 3 else binned
+
+    def torch_pk(self, x: torch.Tensor) -> torch.Tensor:
+        """torch.fft.rfftn + torch.bincount (one field, no gradient) or scatter_add."""
+        power = torch.view_as_real(torch.fft.rfftn(x, dim=(-3, -2, -1))).square().sum(-1)
+        power = power.reshape(*x.shape[:-3], -1) * self.w
+        if x.ndim == 3 and not x.requires_grad:
+            return torch.bincount(self.idx, weights=power, minlength=self.nbins + 1)[1:] * self.inv
+        out = power.new_zeros((*x.shape[:-3], self.nbins + 1))
+        return out.scatter_add(-1, self.idx.expand_as(power), power)[..., 1:] * self.inv
+
+
+def pylians_check(pk_library, threads):
+    """Pylians' P against ours on the bins both define: the largest |P ratio - 1|."""
+    def extra(x):
+        pk = pk_library.Pk(x["field"], BOX, axis=0, MAS="None", threads=threads, verbose=False)
+        ours = ops.power_spectrum(x["field"], BOX)[1]
+        m = min(len(ours), len(pk.Pk[:, 0]))
+        return {"pylians max |dP/P|": float(np.abs(pk.Pk[:m, 0] / ours[:m] - 1).max())}
+    return extra
+
+
+@register("power_spectrum")
+def entries(opts):
     try:
         import Pk_library
     except ImportError:
         Pk_library = None
         print("Pylians not installed (pip install pylians): its row is skipped")
     rng = np.random.default_rng(0)
-    side = 128 if args.quick else 256
-    box = 1000.0
+    side, batch = (64, 4) if opts.quick else (256, 16)
     cases = [(f"{side}^3", rng.normal(size=(side,) * 3).astype(np.float32)),
-             ("16 x 32^3", rng.normal(size=(16, 32, 32, 32)).astype(np.float32))]
-    rows = []
+             (f"{batch} x 32^3", rng.normal(size=(batch, 32, 32, 32)).astype(np.float32))]
+    ours = lambda x: ops.power_spectrum(x["t"], BOX)[1]  # noqa: E731
     for name, field in cases:
-        n = field.shape[-1]
-        f = torch.from_numpy(field)
-        index, weight, _, n_modes, _ = _mode_table(n, box, None, None)
-        nbins = len(n_modes)
-        keep = index >= 0
-        idx_np, w_np = index[keep], weight[keep]
-        idx_t = torch.from_numpy(index.clip(min=0))
-        w_t = torch.from_numpy(np.where(keep, weight, 0.0)).float()
-        scale = box**3 / n**6
+        one = field.ndim == 3
 
-        def numpy_pk():
-            power = np.abs(np.fft.rfftn(field, axes=(-3, -2, -1))) ** 2
-            power = power.reshape(*field.shape[:-3], -1)[..., keep]
-            if power.ndim == 1:
-                return scale * np.bincount(idx_np, power * w_np, nbins) / n_modes
-            return np.stack([scale * np.bincount(idx_np, p * w_np, nbins) / n_modes for p in power])
+        def setup(device, field=field):
+            return {"field": field, "t": torch.from_numpy(field).to(device),
+                    "bins": Bins(field.shape[-1], device)}
 
-        def torch_pk(x):
-            power = torch.view_as_real(torch.fft.rfftn(x, dim=(-3, -2, -1))).square().sum(-1)
-            power = power.reshape(*x.shape[:-3], -1) * w_t
-            out = power.new_zeros((*x.shape[:-3], nbins + 1))
-            out = out.scatter_add(-1, (idx_t + 1).expand_as(power) * torch.from_numpy(keep)
-                                  .expand_as(power), power)
-            return scale * out[..., 1:] / torch.from_numpy(n_modes).float()
-
-        def fwd_bwd(fn):
-            x = f.clone().requires_grad_()
-            fn(x).sum().backward()
-
-        ours = lambda x: ops.power_spectrum(x, box)[1]  # noqa: E731
-        agree = bool(np.allclose(numpy_pk(), ours(f).numpy(), rtol=1e-3))
-        t_fft = median_time(lambda: torch.fft.rfftn(f, dim=(-3, -2, -1)), 7)
-        t_ours = median_time(lambda: ours(f), 7)
-        timings = {"torch rfftn alone": t_fft, "ours": t_ours,
-                   "numpy rfftn+bincount": median_time(numpy_pk, 3),
-                   "torch rfftn+scatter_add": median_time(lambda: torch_pk(f), 5)}
-        if Pk_library is not None and field.ndim == 3:
-            def pylians():
-                return Pk_library.Pk(field, box, axis=0, MAS="None", threads=args.threads,
-                                     verbose=False)
-            pk_py = pylians()
-            ours_k, ours_p, _ = ops.power_spectrum(field, box)
-            # Pylians bins [i, i+1) k_F starting at k_F as ours; compare where both are defined
-            m = min(len(ours_p), len(pk_py.Pk[:, 0]))
-            rel = np.abs(pk_py.Pk[:m, 0] / ours_p[:m] - 1)
-            print(f"Pylians vs ours on {name}: max |P ratio - 1| over {m} bins = {rel.max():.2e}")
-            timings["pylians Pk"] = median_time(pylians, 3)
-        for impl, t in timings.items():
-            rows.append({"case": name, "pass": "forward", "impl": impl, "ms": 1e3 * t,
-                         "ratio to ours": t / t_ours, "agree": agree if impl == "ours" else None,
-                         **({"of_copy": roofline(field.nbytes, t)["of_copy"]}
-                            if impl == "ours" else {})})
-        t_ours_b = median_time(lambda: fwd_bwd(ours), 5)
-        t_torch_b = median_time(lambda: fwd_bwd(torch_pk), 5)
-        rows.append({"case": name, "pass": "fwd+bwd", "impl": "ours", "ms": 1e3 * t_ours_b,
-                     "ratio to ours": 1.0})
-        rows.append({"case": name, "pass": "fwd+bwd", "impl": "torch rfftn+scatter_add",
-                     "ms": 1e3 * t_torch_b, "ratio to ours": t_torch_b / t_ours_b})
-    print_table(rows, ["case", "pass", "impl", "ms", "ratio to ours", "agree", "of_copy"])
-    scaling = thread_scaling(torch.from_numpy(cases[0][1]), box, args.threads)
-    print()
-    print_table(scaling, ["case", "threads", "impl", "ms", "speedup vs 1 thread"])
-    write_json(args.out, {"benchmark": "power_spectrum", "rows": rows, "threads": scaling})
-    return rows + scaling
-
-
-def thread_scaling(f: torch.Tensor, box: float, restore: int) -> list[dict]:
-    """Ours and the bare rfftn at 1, 2 and all cores; speedups against 1 thread."""
-    rows, base = [], {}
-    for threads in thread_counts():
-        torch.set_num_threads(threads)
-        for impl, fn in (("ours", lambda: ops.power_spectrum(f, box)),
-                         ("torch rfftn alone", lambda: torch.fft.rfftn(f, dim=(-3, -2, -1)))):
-            t = median_time(fn, 5)
-            base.setdefault(impl, t)
-            rows.append({"case": f"{f.shape[-1]}^3", "threads": threads, "impl": impl,
-                         "ms": 1e3 * t, "speedup vs 1 thread": base[impl] / t})
-    torch.set_num_threads(restore)
-    return rows
+        pylians = [Impl("pylians Pk", lambda x: Pk_library.Pk(
+            x["field"], BOX, axis=0, MAS="None", threads=opts.threads, verbose=False),
+            host=True, slow=True)] if Pk_library is not None and one else []
+        yield Entry(
+            case={"case": name, "pass": "forward"}, setup=setup, ours=ours,
+            baselines=[Impl("torch rfftn alone",
+                            lambda x: torch.fft.rfftn(x["t"], dim=(-3, -2, -1)), scale=True),
+                       Impl("numpy rfftn+bincount", lambda x: x["bins"].numpy_pk(x["field"]),
+                            host=True, slow=True),
+                       Impl("torch rfftn+" + ("bincount" if one else "scatter_add"),
+                            lambda x: x["bins"].torch_pk(x["t"])),
+                       *pylians],
+            reference=lambda x: x["bins"].torch_pk(x["t"]),
+            bytes=lambda x: x["field"].nbytes, scale_threads=one,
+            extra=pylians_check(Pk_library, opts.threads) if pylians else None)
+        yield Entry(
+            case={"case": name, "pass": "fwd+bwd"}, setup=setup,
+            ours=lambda x: with_backward(lambda t: ops.power_spectrum(t, BOX)[1])(x["t"]),
+            baselines=[Impl("torch rfftn+scatter_add",
+                            lambda x: with_backward(x["bins"].torch_pk)(x["t"]))])
 
 
 if __name__ == "__main__":
-    main()
+    main("power_spectrum", doc=__doc__)

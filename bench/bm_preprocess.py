@@ -3,24 +3,28 @@ one (a synthetic clustered catalogue, written as an 8-file Gadget-2 snapshot) pa
 by `lsscore preprocess` in a child process; prints wall time, particles/s and the child's peak
 RSS. Peak RSS should stay near the grid plus a few chunks, whatever the particle count.
 
-    python bench/bm_preprocess.py [--quick] [--workdir DIR]
+Through the registry (one entry per snapshot, timed once); not in `bench/run.py`'s default set
+(`--only preprocess` adds it).
+
+    python bench/bm_preprocess.py [--quick]
 """
 from __future__ import annotations
 
-import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import print_table, write_json  # noqa: E402
+from _common import Entry, main, register  # noqa: E402
 
 from lsswgan_core.io import write_gadget  # noqa: E402
 from lsswgan_core.sim.simulate import write_suite  # noqa: E402
+
+GRID, BOX = 256, 500.0
 
 
 def synthetic_snapshot(base: Path, side: int, box: float, files: int = 8, seed: int = 0):
@@ -53,47 +57,50 @@ def synthetic_snapshot(base: Path, side: int, box: float, files: int = 8, seed: 
 
 
 # A wrapper process per run, so that RUSAGE_CHILDREN's high-water mark is that run's alone.
-_WRAP = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+_WRAP = ("import resource, subprocess, sys; "
          "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, "
          "stderr=subprocess.DEVNULL); "
-         "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
 
 
-def run_preprocess(inputs, out: Path, grid: int) -> dict:
-    cmd = [sys.executable, "-m", "lsscore", "preprocess", *map(str, inputs), "--out", str(out),
-           "--grid", str(grid), "--cube", "32", "--cubes-per-box", "16", "--length-unit", "Mpc/h"]
+def run_preprocess(x: dict) -> None:
+    """`lsscore preprocess` of x["inputs"] in a child process; its peak RSS into x."""
+    cmd = [sys.executable, "-m", "lsscore", "preprocess", *map(str, x["inputs"]), "--out",
+           str(x["out"]), "--grid", str(GRID), "--cube", "32", "--cubes-per-box", "16",
+           "--length-unit", "Mpc/h"]
     res = subprocess.run([sys.executable, "-c", _WRAP, *cmd], check=True, capture_output=True,
                          text=True)
-    wall, peak_kib = res.stdout.split()
-    return {"wall_s": float(wall), "peak_rss_mib": int(peak_kib) / 1024}
+    x["peak_rss_mib"] = int(res.stdout.split()[-1]) / 1024
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="64^3 and 256^3 particles")
-    parser.add_argument("--workdir", type=Path, default=None)
-    parser.add_argument("--out", type=Path,
-                        default=Path(__file__).with_name("results_preprocess.json"))
-    args = parser.parse_args(argv)
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="lss-bm-pre-"))
-    work.mkdir(parents=True, exist_ok=True)
-    small, large = (64, 256) if args.quick else (128, 512)
-    grid, box = 256, 500.0
-    rows = []
-    sim = write_suite(work / "sim", 1, small, box, seed=0, pm_steps=10, show_progress=False)[0]
-    big = synthetic_snapshot(work / "big" / "snapshot_000", large, box)
-    for name, inputs, count in ((f"simulated {small}^3", [sim], small**3),
-                                (f"synthetic {large}^3 (8 files)", [big], large**3)):
-        res = run_preprocess(inputs, work / f"{name.split()[0]}.h5", grid)
-        rows.append({"snapshot": name, "grid": f"{grid}^3", "particles": count,
-                     "wall s": res["wall_s"], "Mparticles/s": count / res["wall_s"] / 1e6,
-                     "peak RSS MiB": res["peak_rss_mib"]})
-    print_table(rows, ["snapshot", "grid", "particles", "wall s", "Mparticles/s", "peak RSS MiB"])
-    print("(peak RSS includes the Python interpreter, torch and the 64 MiB float32 grid; "
-          "the wall time includes start-up and the HDF5 write)")
-    write_json(args.out, {"benchmark": "preprocess", "rows": rows})
-    return rows
+@register("preprocess", in_all=False)
+def entries(opts):
+    """Preprocessing runs on the CPU whatever --device; no baseline (the figure of merit is
+    the peak RSS, which stays near the grid plus a few chunks whatever the particle count)."""
+    work = Path(tempfile.mkdtemp(prefix="lss-bm-pre-"))
+    small, large = (32, 64) if opts.quick else (128, 512)
+
+    def simulated(device):
+        sim = write_suite(work / "sim", 1, small, BOX, seed=0, pm_steps=10,
+                          show_progress=False)[0]
+        return {"inputs": [sim], "out": work / "simulated.h5"}
+
+    def synthetic(device):
+        return {"inputs": [synthetic_snapshot(work / "big" / "snapshot_000", large, BOX)],
+                "out": work / "synthetic.h5"}
+
+    try:
+        for name, setup, count in ((f"simulated {small}^3", simulated, small**3),
+                                   (f"synthetic {large}^3 (8 files)", synthetic, large**3)):
+            yield Entry(case={"snapshot": name, "grid": f"{GRID}^3", "particles": count},
+                        setup=setup, ours=run_preprocess,
+                        throughput=("Mparticles/s", count / 1e6),
+                        extra=lambda x: {"peak RSS MiB": x["peak_rss_mib"]}, repeats=1, warmup=0)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("(the time and peak RSS include the child's Python interpreter and torch; the time "
+          "includes start-up and the HDF5 write)")
 
 
 if __name__ == "__main__":
-    main()
+    main("preprocess", doc=__doc__)

@@ -1,98 +1,77 @@
-"""Training-step benchmark: seconds per critic step (generator forward, critic loss with the
-gradient penalty, backward, Adam) and per generator step, with and without the summary
-loss, at width 1 (the paper) and 1/4 (the demo), batch 16, medians. The ratio
-`summary_overhead` = (generator step with S) / (generator step without) - 1 is the cost
-of the summary loss (target: at most 0.15); `summary_share` = (the summary loss alone,
-forward and backward) / (a generator step without it), the same cost measured directly
-and less exposed to the step's timing noise.
+"""Training-step benchmark at width 1 (the paper) and 1/4 (the demo), batch 16, configs/
+paper.toml otherwise; the loop's own functions (lsswgan_core.gan.train's critic_step and
+generator_step) on models and optimisers built as train() builds them.
 
-The critic step is also measured against the plain three-call WGAN-GP step on the same
-models, interleaved (`critic_vs_plain` = lsscore's step / the plain step - 1; target at most
-0.05): the plain step calls the critic on the real, the generated and the interpolated batch
-separately and differentiates the penalty through the interpolated call only. `one_call`
-is the formulation lsscore used before (the three batches concatenated in one call, whose
-penalty double backward runs over all three thirds), kept here as the before.
+  critic loss      lsscore's critic loss (+ backward + Adam) against the plain three-call
+                   WGAN-GP step on the same models and batches (the critic called on the
+                   real, the generated and the interpolated batch separately, the penalty
+                   differentiated through the interpolated call only) and `one_call`, the
+                   formulation lsscore used before (the three batches concatenated in one
+                   call, whose penalty double backward runs over all three thirds).
+                   critic_vs_plain = ours / plain - 1 (target: at most 0.05)
+  critic (loop)    train.critic_step: generator forward, critic loss, backward, Adam
+  generator (loop) train.generator_step with the summary loss against the same without it:
+                   summary_overhead = with / without - 1 (target: at most 0.15)
+  summary loss     the summary loss alone, forward and backward: summary_share = it / the
+                   generator step without it (the same cost, less exposed to step noise)
+  sample           the generator in eval mode without gradients: cubes/s
 
-    python bench/bm_train_step.py [--quick] [--device cuda] [--bf16]
+    python bench/bm_train_step.py [--device cpu|cuda] [--quick] [--bf16]
 """
 from __future__ import annotations
 
-import argparse
-import statistics
+import functools
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import median_time, print_table, set_threads, write_json  # noqa: E402
+from _common import Entry, Impl, main, register  # noqa: E402
 
-from lsswgan_core.config import SummaryConfig  # noqa: E402
+from lsswgan_core.config import load_config  # noqa: E402
+from lsswgan_core.gan.distributed import Distributed, choose_device, configure_cuda  # noqa: E402
 from lsswgan_core.gan.losses import _interpolate, _penalty, critic_loss, summary_loss  # noqa: E402
-from lsswgan_core.gan.models import Critic, Generator  # noqa: E402
+from lsswgan_core.gan.run import Reporter, RunDir, build_models  # noqa: E402
+from lsswgan_core.gan.train import (TrainState, critic_step, generator_step,  # noqa: E402
+                                    random_stream)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def steps(width, batch, device, bf16, repeats):
+def paper_config(width: float, batch: int, bf16: bool = False):
+    """configs/paper.toml at another channel width and batch size."""
+    cfg = load_config(ROOT / "configs" / "paper.toml")
+    cfg.model.width, cfg.train.batch_size, cfg.train.bf16 = width, batch, bf16
+    return cfg
+
+
+def real_cubes(batch: int, device, rng) -> torch.Tensor:
+    """Stand-in real cubes in [0, 1] with a skewed, data-like distribution."""
+    return torch.rand(batch, 1, 32, 32, 32, device=device, generator=rng) ** 4
+
+
+def loop_state(cfg, device) -> tuple[TrainState, torch.Generator, torch.Tensor]:
+    """(state, rng, real batch): fresh models and optimisers as train() builds them (TF32 and
+    bf16 autocast as the config says), without a run directory on disk; state.last_real set,
+    so that generator_step can take the summary loss."""
+    device = torch.device(choose_device(str(device)))   # cuda -> cuda:0, as train() does
+    configure_cuda(str(device), cfg.train.tf32)
     torch.manual_seed(0)
-    critic, generator = Critic(width).to(device), Generator(width).to(device)
-    opt_c = torch.optim.Adam(critic.parameters(), 1e-4, betas=(0.0, 0.9))
-    opt_g = torch.optim.Adam(generator.parameters(), 1e-4, betas=(0.0, 0.9))
-    real = torch.rand(batch, 1, 32, 32, 32, device=device) ** 4
-    params = list(generator.parameters())
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-
-    def critic_step():
-        z = torch.randn(batch, 256, device=device)
-        with torch.no_grad(), autocast:
-            fake = generator(z).float()
-        with autocast:
-            loss, _, _ = critic_loss(critic, real, fake)
-        opt_c.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_c.step()
-        sync()
-
-    def generator_step(with_summary):
-        def run():
-            z = torch.randn(batch, 256, device=device)
-            with autocast:
-                fake = generator(z).float()
-                loss = -critic(fake).float().mean()
-            if with_summary:
-                loss = loss + 0.3 * summary_loss(real, fake, SummaryConfig())[0]
-            opt_g.zero_grad(set_to_none=True)
-            loss.backward(inputs=params)
-            opt_g.step()
-            sync()
-        return run
-
-    t_c = median_time(critic_step, repeats)
-    # with and without the summary loss interleaved, so that drift on a shared machine
-    # (caches, allocator, other load) falls on both alike
-    plain, summary = generator_step(False), generator_step(True)
-    plain()
-    summary()
-    times = {False: [], True: []}
-    for _ in range(repeats):
-        for with_summary, fn in ((False, plain), (True, summary)):
-            t0 = time.perf_counter()
-            fn()
-            times[with_summary].append(time.perf_counter() - t0)
-    t_g, t_gs = statistics.median(times[False]), statistics.median(times[True])
-    fake = generator(torch.randn(batch, 256, device=device)).detach().requires_grad_(True)
-
-    def summary_only():
-        s, _ = summary_loss(real, fake, SummaryConfig())
-        s.backward()
-        sync()
-
-    t_s = median_time(summary_only, repeats)
-    return {"width": width, "batch": batch, "device": device, "bf16": bf16,
-            "critic_step_s": t_c, "generator_step_s": t_g, "generator_step_summary_s": t_gs,
-            "summary_loss_s": t_s, "summary_overhead": t_gs / t_g - 1,
-            "summary_share": t_s / t_g}
+    critic, generator = (m.to(device) for m in build_models(cfg))
+    oc = cfg.optim
+    state = TrainState(
+        config=cfg, device=str(device), dist=Distributed(str(device)), run=RunDir("unused"),
+        critic=critic, generator=generator,
+        opt_critic=torch.optim.Adam(critic.parameters(), oc.lr_critic or oc.lr, betas=oc.betas),
+        opt_generator=torch.optim.Adam(generator.parameters(), oc.lr_generator or oc.lr,
+                                       betas=oc.betas),
+        reporter=Reporter(None), dataset_attrs="{}", generator_ddp=generator,
+        autocast=torch.autocast(device.type, dtype=torch.bfloat16,
+                                enabled=device.type == "cuda" and cfg.train.bf16))
+    rng = random_stream(device, 0, 0, 0, 1)
+    state.last_real = real_cubes(cfg.train.batch_size, device, rng)
+    return state, rng, state.last_real
 
 
 def _plain_critic_loss(critic, real, fake, gp_lambda=10.0):
@@ -113,65 +92,80 @@ def _one_call_critic_loss(critic, real, fake, gp_lambda=10.0):
     return (out[b:2 * b] - out[:b] + gp_lambda * gp).mean()
 
 
-def critic_steps(width, batch, device, repeats):
-    """Seconds per critic step (loss, backward, Adam) of lsscore's critic loss, the plain
-    three-call step and the one-call step, on the same models and batches, interleaved."""
-    torch.manual_seed(0)
-    critic = Critic(width).to(device)
-    opt = torch.optim.Adam(critic.parameters(), 1e-4, betas=(0.0, 0.9))
-    real = torch.rand(batch, 1, 32, 32, 32, device=device) ** 4
-    fake = torch.rand(batch, 1, 32, 32, 32, device=device) ** 4
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    losses = {"lsscore": lambda: critic_loss(critic, real, fake)[0],
-              "plain": lambda: _plain_critic_loss(critic, real, fake),
-              "one_call": lambda: _one_call_critic_loss(critic, real, fake)}
+def _ours_critic_loss(critic, real, fake):
+    return critic_loss(critic, real, fake)[0]
 
-    def step(loss_fn):
-        loss = loss_fn()
-        opt.zero_grad(set_to_none=True)
+
+def _loss_step(loss_fn):
+    """A critic step on fixed batches with one formulation of the loss: loss, backward, Adam."""
+    def step(x):
+        loss = loss_fn(x["state"].critic, x["real"], x["fake"])
+        x["state"].opt_critic.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        sync()
-
-    times = {k: [] for k in losses}
-    for k in losses:
-        step(losses[k])
-    for _ in range(repeats):
-        for k, fn in losses.items():
-            t0 = time.perf_counter()
-            step(fn)
-            times[k].append(time.perf_counter() - t0)
-    t = {k: statistics.median(v) for k, v in times.items()}
-    return {"width": width, "batch": batch, "device": device, "lsscore_s": t["lsscore"],
-            "plain_s": t["plain"], "one_call_s": t["one_call"],
-            "critic_vs_plain": t["lsscore"] / t["plain"] - 1,
-            "one_call_vs_plain": t["one_call"] / t["plain"] - 1}
+        x["state"].opt_critic.step()
+    return step
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--bf16", action="store_true")
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results_train_step.json"))
-    args = parser.parse_args(argv)
-    set_threads(args.threads)
-    if args.device == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    widths = (0.25,) if args.quick else (1.0, 0.25)
-    repeats = 3 if args.quick else (5 if args.device == "cpu" else 20)
-    rows = [steps(w, 16, args.device, args.bf16, repeats) for w in widths]
-    print_table(rows, ["width", "batch", "device", "bf16", "critic_step_s", "generator_step_s",
-                       "generator_step_summary_s", "summary_loss_s", "summary_overhead",
-                       "summary_share"])
-    critic_rows = [critic_steps(w, 16, args.device, 2 * repeats + 1) for w in widths]
-    print()
-    print_table(critic_rows, ["width", "batch", "device", "lsscore_s", "plain_s", "one_call_s",
-                              "critic_vs_plain", "one_call_vs_plain"])
-    write_json(args.out, {"rows": rows, "critic_rows": critic_rows})
-    return rows + critic_rows
+@functools.lru_cache(maxsize=1)
+def _inputs(width: float, batch: int, device: str, bf16: bool) -> dict:
+    """One state per (width, batch) for all its entries; a fixed generated batch."""
+    cfg = paper_config(width, batch, bf16)
+    state, rng, real = loop_state(cfg, device)
+    z = torch.randn(2, batch, cfg.model.latent_dim, device=state.device, generator=rng)
+    with torch.no_grad():
+        fake = state.generator(z[0]).float()
+    return {"cfg": cfg, "state": state, "rng": rng, "real": real, "fake": fake, "z": z[1]}
+
+
+def _summary_only(x):
+    fake = x["fake"].detach().requires_grad_(True)
+    summary_loss(x["real"], fake, x["cfg"].summary)[0].backward()
+
+
+def _sample(x):
+    generator = x["state"].generator
+    generator.eval()
+    with torch.no_grad(), x["state"].autocast:
+        generator(x["z"])
+    generator.train()
+
+
+def derive(rows: list[dict]) -> list[dict]:
+    """The ratios of the docstring, per width and batch."""
+    out = []
+    for key in dict.fromkeys((r["width"], r["batch"]) for r in rows):
+        ms = {(r["step"], r["impl"]): r["ms"] for r in rows if (r["width"], r["batch"]) == key}
+        plain = ms[("critic loss", "plain 3-call WGAN-GP")]
+        without = ms[("generator (loop)", "without summary loss")]
+        out.append({"width": key[0], "batch": key[1],
+                    "critic_vs_plain": ms[("critic loss", "ours")] / plain - 1,
+                    "one_call_vs_plain": ms[("critic loss", "one_call (before)")] / plain - 1,
+                    "summary_overhead": ms[("generator (loop)", "ours")] / without - 1,
+                    "summary_share": ms[("summary loss", "ours")] / without})
+    return out
+
+
+@register("train_step", derive=derive)
+def entries(opts):
+    widths, batch = ((0.125,), 4) if opts.quick else ((1.0, 0.25), 16)
+    for width in widths:
+        setup = functools.partial(lambda w, device: _inputs(w, batch, str(device), opts.bf16),
+                                  width)
+        case = {"width": width, "batch": batch, "bf16": opts.bf16}
+        yield Entry(case={**case, "step": "critic loss"}, setup=setup,
+                    ours=_loss_step(_ours_critic_loss),
+                    baselines=[Impl("plain 3-call WGAN-GP", _loss_step(_plain_critic_loss)),
+                               Impl("one_call (before)", _loss_step(_one_call_critic_loss))])
+        yield Entry(case={**case, "step": "critic (loop)"}, setup=setup,
+                    ours=lambda x: critic_step(x["state"], x["real"], x["rng"], 0, 0))
+        yield Entry(case={**case, "step": "generator (loop)"}, setup=setup,
+                    ours=lambda x: generator_step(x["state"], x["rng"], True, 0, 0),
+                    baselines=[Impl("without summary loss", lambda x: generator_step(
+                        x["state"], x["rng"], False, 0, 0))])
+        yield Entry(case={**case, "step": "summary loss"}, setup=setup, ours=_summary_only)
+        yield Entry(case={**case, "step": "sample"}, setup=setup, ours=_sample,
+                    throughput=("cubes/s", batch))
 
 
 if __name__ == "__main__":
-    main()
+    main("train_step", doc=__doc__)

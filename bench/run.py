@@ -1,11 +1,11 @@
-"""Runs every benchmark and writes bench/results.json (one entry per benchmark).
+"""Runs the registry: every benchmark's entries on one device, with the one timer, and writes
+bench/results.json (one payload per benchmark). bm_preprocess runs only when named in --only.
 
-    python bench/run.py [--quick]
+    python bench/run.py [--device cpu|cuda] [--quick] [--only paint find_peaks ...] [--out FILE]
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -16,28 +16,28 @@ import bm_histogram  # noqa: E402
 import bm_paint  # noqa: E402
 import bm_peaks  # noqa: E402
 import bm_power_spectrum  # noqa: E402
+import bm_preprocess  # noqa: E402
 import bm_train_step  # noqa: E402
-from _common import machine  # noqa: E402
+from _common import REGISTRY, add_arguments, options, run, write_json  # noqa: E402
 
-BENCHMARKS = {"paint": bm_paint, "find_peaks": bm_peaks, "power_spectrum": bm_power_spectrum,
-              "soft_histogram": bm_histogram, "train_step": bm_train_step}
+# importing a bm module registers its entries; they run in this order
+MODULES = (bm_paint, bm_peaks, bm_power_spectrum, bm_histogram, bm_train_step, bm_preprocess)
+ORDER = ("paint", "find_peaks", "power_spectrum", "soft_histogram", "train_step", "preprocess")
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", choices=sorted(BENCHMARKS), nargs="*")
-    args = parser.parse_args()
-    results = {"machine": machine()}
-    for name, module in BENCHMARKS.items():
-        if args.only and name not in args.only:
-            continue
-        print(f"\n=== {name} ===")
-        argv = ["--quick"] if args.quick else []
-        results[name] = module.main(argv + ["--out", str(HERE / f"results_{name}.json")])
-    out = HERE / "results.json"
-    out.write_text(json.dumps(results, indent=2, default=str))
-    print(f"\nwrote {out}")
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    parser.add_argument("--only", choices=sorted(REGISTRY), nargs="*")
+    args = parser.parse_args(argv)
+    opts = options(args, "bench/run.py")
+    names = args.only or [name for name in ORDER if REGISTRY[name].in_all]
+    results = {}
+    for name in names:
+        print(f"\n=== {name} ({opts.device}{', quick' if opts.quick else ''}) ===", flush=True)
+        results[name] = run(REGISTRY[name], opts)
+    write_json(args.out or HERE / "results.json", {"device": str(opts.device), **results})
+    return results
 
 
 if __name__ == "__main__":

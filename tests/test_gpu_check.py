@@ -1,6 +1,7 @@
-"""bench/gpu_check.py, the prepared GPU run, in its CPU mode: every section runs and reports,
-the timings are finite and positive, the kernels agree with their plain-torch baselines, and
-the 500-epoch projection comes out of the metrics as its docstring says."""
+"""bench/gpu_check.py, the prepared GPU run, in its CPU mode, and the benchmark registry it runs:
+every section reports without error and has a row in the summary, the registry's timings are
+finite and positive and ours gives its reference's numbers, the projection adds up as its
+docstring says, and `--device cuda` without a GPU is one line, not a traceback."""
 import importlib.util
 import json
 import math
@@ -10,15 +11,19 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "bench" / "gpu_check.py"
+BENCH = ROOT / "bench"
+SCRIPT = BENCH / "gpu_check.py"
 
 
-def load_gpu_check():
+def load_bench_module(name: str):
+    """A bench/ module by file, with bench/ on sys.path while it imports (and restored)."""
     saved = list(sys.path)
     try:
-        spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+        sys.path.insert(0, str(BENCH))
+        spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     finally:
@@ -31,85 +36,119 @@ def positive(value) -> bool:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
+def out(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu_check")
     res = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--quick", "--no-build",
-                          "--skip-tests", "--out", str(out)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+                          "--skip-tests", "--threads", "1", "--out", str(out)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     assert "=== summary ===" in (out / "gpu_check.log").read_text()
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(out):
     return json.loads((out / "gpu_check.json").read_text())
 
 
-def test_every_section_reports_without_error(report):
-    names = [name for name, _ in load_gpu_check().SECTIONS]
-    assert set(names) <= set(report)
+@pytest.mark.slow
+def test_every_section_reports_and_has_a_summary_row(report, out):
+    names = [name for name, _ in load_bench_module("gpu_check").SECTIONS]
+    assert names == ["preflight", "build", "tests", "bench", "projection"]
     assert report["failed_sections"] == []
     for name in names:
         assert "error" not in report[name], (name, report[name]["error"])
-    for name in ("cuda_tests", "rest_tests"):
-        assert report[name]["skipped"] == "--skip-tests"
-    assert report["build"]["skipped"] == "--no-build"
-    assert report["summary"]
+    assert report["tests"]["skipped"] == "--skip-tests"
+    assert report["build"]["skipped"] == "--no-build" and "build_info" in report["build"]
+    summary_sections = {row["section"] for row in report["summary"]}
+    assert set(names) <= summary_sections
+    assert all(row["ok"] is None for row in report["summary"])   # targets: judged on a GPU
+    table = (out / "gpu_check.md").read_text().splitlines()
+    assert table[0].startswith("| section |") and len(table) == 2 + len(report["summary"])
 
 
-def test_kernel_timings_and_agreement(report):
-    rows = report["kernels"]["rows"]
-    ops = {r["op"] for r in rows}
-    assert {"paint ngp uniform", "paint cic clustered", "power_spectrum", "find_peaks r=2",
-            "soft_histogram", "soft_histogram fwd+bwd"} <= ops
-    for op in ops:
-        impls = [r["impl"] for r in rows if r["op"] == op]
-        assert impls[0] == "lsscore" and len(impls) >= 2, op
-    for r in rows:
-        assert positive(r["ms"]) and positive(r["speedup"]), r
-        if r.get("rel_diff") is not None:   # the same numbers as the plain-torch baseline
-            assert r["rel_diff"] < 1e-4, r
+@pytest.mark.slow
+def test_bench_section_runs_the_registry(report, out):
+    bench = json.loads((out / "bench.json").read_text())
+    assert bench["device"] == "cpu"
+    assert set(report["bench"]["entries"]) == {"paint", "find_peaks", "power_spectrum",
+                                               "soft_histogram", "train_step"}
+    for name, entries in report["bench"]["entries"].items():
+        rows = bench[name]["rows"]
+        assert len(rows) == entries > 0
+        assert any(r["impl"] != "ours" for r in rows), f"{name}: no baseline was timed"
+        for r in rows:
+            assert positive(r["ms"]) and positive(r["ours x faster"]), (name, r)
+            if r.get("rel_diff") is not None:   # ours gives the reference's numbers
+                assert r["rel_diff"] < 1e-4, (name, r)
+    assert any(r.get("rel_diff") is not None for r in bench["paint"]["rows"])
+    h = report["bench"]["headlines"]
+    for key in ("paint vs torch index_put_", "pk_over_rfftn", "critic_vs_plain",
+                "summary_overhead", "sampling_cubes_per_s"):
+        assert h[key] is not None and math.isfinite(h[key]), key
+    assert h["rel_diff"] < 1e-4
 
 
-def test_training_step_and_sampling_timings(report):
-    steps = report["train_steps"]
-    assert [r["precision"] for r in steps["rows"]] == ["float32", "tf32", "bf16"]
-    for r in steps["rows"]:
-        for key in ("critic_step_ms", "generator_step_ms", "generator_summary_step_ms",
-                    "summary_loss_ms"):
-            assert positive(r[key]), (key, r)
-        assert r["peak_mem_mib"] is None   # no GPU
-    for r in steps["duality_gap_rows"]:
-        assert positive(r["dg_critic_step_ms"]) and positive(r["dg_generator_step_ms"])
-    for r in steps["option_rows"]:
-        assert "failed" not in r and positive(r["speedup"]), r
-    sampling = report["sampling"]
-    assert sampling["rows"] and all(positive(r["cubes_per_s"]) for r in sampling["rows"])
-    assert positive(sampling["generate"]["cubes_per_s"])
-
-
-def test_training_projection(report):
-    training = report["training"]
-    assert training["epochs_done"] >= 1 and positive(training["train_wall_s"])
-    projection = training["projection"]
-    assert projection["gaps_measured"] >= 1 and projection["dg_source"] == "metrics"
-    for key in ("epoch_s", "paper_epoch_s", "dg_s", "paper_dg_s", "paper_500_epochs_s",
-                "paper_500_epochs_summary_off_s"):
-        assert positive(projection[key]), key
-    assert projection["paper_500_epochs_summary_off_s"] <= projection["paper_500_epochs_s"]
+@pytest.mark.slow
+def test_projection_section(report):
+    p = report["projection"]
+    for key in ("critic_step_ms", "generator_step_ms", "generator_summary_step_ms", "gap_s"):
+        assert positive(p[key]), key
+    assert p["peak_mem_mib"] is None   # no GPU
+    assert positive(p["projection"]["paper_500_epochs_s"])
+    assert p["projection"]["critic_steps_per_epoch"] == 62
 
 
 def test_projection_arithmetic():
-    project = load_gpu_check().project
-    records = [{"epoch": 1, "elapsed": 5.0}, {"epoch": 1, "elapsed": 12.0},   # warm-up: left out
-               {"epoch": 2, "elapsed": 16.0}, {"epoch": 2, "elapsed": 19.0, "dg_seconds": 3.0},
-               {"epoch": 3, "elapsed": 23.0}, {"duality_gap": 0.1},
-               {"epoch": 4, "elapsed": 28.0, "dg_seconds": 1.0}]
-    dg = SimpleNamespace(epochs=10, batch_size=8)
-    # 4 s per epoch of 31 critic steps -> 8 s per paper epoch of 62; the median gap of 2 s
-    # did 10 passes x 8 batches, the paper's 20 x 16 -> 8 s; 500 x 8 + 50 x 8 = 4400 s
-    p = project(records, 31, dg, 64)
-    assert p["epoch_s"] == 4.0 and p["paper_epoch_s"] == 8.0 and p["dg_s"] == 2.0
-    assert p["paper_dg_s"] == 8.0 and p["paper_500_epochs_s"] == 4400.0
-    no_gap = [r for r in records if "dg_seconds" not in r]
-    p = project(no_gap, 31, dg, 64, direct_dg_s=2.0)
-    # epochs now end at 12, 16, 23: 4 and 7 s after the warm-up, median 5.5 -> 11 s per paper
-    # epoch; the directly timed gap of 2 s -> 8 s
-    assert p["dg_source"] == "direct" and p["paper_500_epochs_s"] == 500 * 11.0 + 50 * 8.0
-    assert project(no_gap, 31, dg, 64)["paper_500_epochs_s"] is None
+    project = load_bench_module("gpu_check").project
+    paper = SimpleNamespace(
+        data=SimpleNamespace(split_cubes=(992, 128, 128)),
+        train=SimpleNamespace(batch_size=16, n_critic=5, epochs=500, summary_epochs=170),
+        duality_gap=SimpleNamespace(enabled=True, every=10, epochs=20, batch_size=8))
+    t = {"critic": 0.1, "generator": 0.5, "generator_summary": 1.0}
+    p = project(t, gap_s=4.0, gap_steps=32, paper=paper)
+    # 62 critic steps and 12.4 generator steps an epoch: 6.2 + 12.4 s with the summary loss,
+    # 6.2 + 6.2 s without; the gap: 4 s for 32 steps -> 20 x 16 = 320 steps, 40 s, 50 times
+    assert p["critic_steps_per_epoch"] == 62
+    assert p["epoch_summary_on_s"] == pytest.approx(18.6)
+    assert p["epoch_summary_off_s"] == pytest.approx(12.4)
+    assert p["paper_gap_s"] == pytest.approx(40.0) and p["gaps"] == 50
+    assert p["paper_500_epochs_s"] == pytest.approx(170 * 18.6 + 330 * 12.4 + 50 * 40.0)
+    paper.duality_gap.enabled = False
+    assert project(t, 4.0, 32, paper)["paper_500_epochs_s"] == pytest.approx(
+        170 * 18.6 + 330 * 12.4)
+
+
+def test_registry_entries_and_one_timer():
+    """Every op registers entries with set-up, ours and a baseline; one small entry runs
+    through the registry's runner, and the timer's medians are interleaved and positive."""
+    run = load_bench_module("run")
+    common = sys.modules["_common"]   # the one run.py and the bm modules imported
+    registry = run.REGISTRY
+    assert {"paint", "find_peaks", "power_spectrum", "soft_histogram", "train_step",
+            "preprocess"} <= set(registry)
+    opts = common.Options(torch.device("cpu"), quick=True, threads=1, repeats=2)
+    for name in ("paint", "find_peaks", "power_spectrum", "soft_histogram", "train_step"):
+        entries = list(registry[name].entries(opts))
+        assert entries and all(callable(e.setup) and callable(e.ours) for e in entries), name
+        assert any(e.baselines for e in entries), name
+        assert any(e.reference for e in entries) or name == "train_step", name
+    hist = next(e for e in registry["soft_histogram"].entries(opts) if e.reference)
+    rows, _ = common.run_entry(hist, opts, common.Timer("cpu"))
+    assert [r["impl"] for r in rows][0] == "ours" and len(rows) == 1 + len(hist.baselines)
+    assert rows[0]["rel_diff"] < 1e-4 and all(positive(r["ms"]) for r in rows)
+    calls = []
+    medians = common.Timer("cpu").medians({"a": lambda: calls.append("a"),
+                                           "b": lambda: calls.append("b")}, {"a": 2, "b": 1}, 0)
+    assert calls == ["a", "b", "a"] and set(medians) == {"a", "b"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible")
+@pytest.mark.parametrize("script", ["bm_paint.py", "run.py"])
+def test_cuda_without_a_gpu_is_one_line(script):
+    res = subprocess.run([sys.executable, str(BENCH / script), "--device", "cuda"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--device cuda" in lines[0] and "no GPU" in lines[0], res.stderr
