@@ -5,11 +5,14 @@ Channel widths scale with `width` (1 = the paper; the CPU demo uses 1/4). Shapes
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
+
+from ..ops.kspace import kgrid
 
 from ..config import PADDING, UPSAMPLING
 
@@ -140,3 +143,170 @@ def init_output_bias(generator: Generator, mean: float) -> None:
     with torch.no_grad():
         last.bias.fill_(math.log(mean / (1 - mean)))
 
+
+
+# ------------------------------------------------------------------ the whole-box generator
+
+
+def _vconv(i: int, o: int, k: int = 3, stride: int = 1) -> nn.Conv3d:
+    """A valid (unpadded) convolution: no cell of the output sees an edge."""
+    return nn.Conv3d(i, o, k, stride, padding=0)
+
+
+def _crop(x: torch.Tensor, n: int) -> torch.Tensor:
+    """The central n^3 cells of (b, c, m, m, m), m - n even."""
+    c = (x.shape[-1] - n) // 2
+    return x[..., c:c + n, c:c + n, c:c + n]
+
+
+class BoxGenerator(nn.Module):
+    """A generator of periodic boxes of any size: translation equivariant, no dense layer,
+    no normalisation, nothing that depends on a cell's position or on the rest of the batch.
+
+    A three-level U-Net of valid (unpadded) 3^3 convolutions with LeakyReLU(0.2): two stride-2
+    2^3 convolutions down, nearest-neighbour x2 + 3^3 convolution up, the skips cropped to the
+    centre, a 1^3 convolution and a sigmoid at the end. An input of (n + 2 halo)^3 cells gives
+    n^3 output cells (n a multiple of `stride` = 4); each output cell sees the input within
+    `halo` cells of it. So a periodic box of N^3 cells is the network on its inputs padded
+    periodically by `halo` (`box`), and a tile of it is the network on the tile's inputs with
+    the same halo: tiles at multiples of `stride` equal the whole box (`tiled_box`).
+
+    Inputs, (b, in_channels, ., ., .): channel 0 carries the large scales (a field drawn by
+    `BoxInputs`), the others are white noise. Channel widths 32, 64, 128 at `width` = 1."""
+
+    stride = 4
+
+    def __init__(self, width: float = 1.0, in_channels: int = 3):
+        super().__init__()
+        c0, c1, c2 = (_ch(x, width) for x in (32, 64, 128))
+        self.in_channels = in_channels
+        act = nn.LeakyReLU(0.2)
+        self.enter = nn.Sequential(_vconv(in_channels, c0), act)
+        self.down1 = nn.Sequential(_vconv(c0, c1, 2, 2), act, _vconv(c1, c1), act, _vconv(c1, c1), act)
+        self.down2 = nn.Sequential(_vconv(c1, c2, 2, 2), act, _vconv(c2, c2), act, _vconv(c2, c2), act)
+        self.up2 = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), _vconv(c2, c1), act)
+        self.level1 = nn.Sequential(_vconv(2 * c1, c1), act, _vconv(c1, c1), act)
+        self.up1 = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), _vconv(c1, c0), act)
+        self.level0 = nn.Sequential(_vconv(2 * c0, c0), act, _vconv(c0, c0), act, _vconv(c0, c0), act)
+        self.out = nn.Sequential(nn.Conv3d(c0, 1, 1), nn.Sigmoid())
+        self.halo = self._find_halo()
+        # the large-scale input: a Gaussian field with this power spectrum (log-log table, k in
+        # h/Mpc, P in (Mpc/h)^3) on cells of `cell_size` Mpc/h, divided by `input_std`; set by
+        # `set_input_power` from the data, kept in the state dict (so in every checkpoint)
+        self.register_buffer("power_k", torch.tensor([1e-4, 1e2], dtype=torch.float64))
+        self.register_buffer("power_p", torch.ones(2, dtype=torch.float64))
+        self.register_buffer("cell_size", torch.ones((), dtype=torch.float64))
+        self.register_buffer("input_std", torch.ones((), dtype=torch.float64))
+
+    def set_input_power(self, k, power, cell_size: float) -> None:
+        """The spectrum of the large-scale input channel: P(k) at increasing k > 0 (h/Mpc),
+        interpolated log-log and held constant in log P beyond the table's ends. Fixes
+        `input_std`, the input's standard deviation per cell, from a 128^3 box."""
+        k = torch.as_tensor(k, dtype=torch.float64).flatten()
+        power = torch.as_tensor(power, dtype=torch.float64).flatten()
+        if k.numel() < 2 or k.shape != power.shape or not bool((k > 0).all()) \
+                or not bool((power > 0).all()) or not bool((k[1:] > k[:-1]).all()):
+            raise ValueError("the input spectrum needs >= 2 increasing k > 0 with P > 0")
+        self.power_k, self.power_p = k.to(self.power_k.device), power.to(self.power_p.device)
+        self.cell_size.fill_(float(cell_size))
+        self.input_std.fill_(1.0)
+        with torch.no_grad():
+            white = torch.randn(1, 128, 128, 128, generator=torch.Generator().manual_seed(0),
+                                dtype=torch.float64)
+            self.input_std.fill_(float(self.large_scale_field(white).std()))
+
+    def _power_at(self, k: torch.Tensor) -> torch.Tensor:
+        lk, lp = self.power_k.log(), self.power_p.log()
+        x = k.clamp(min=float(self.power_k[0]), max=float(self.power_k[-1])).log()
+        i = torch.searchsorted(lk, x).clamp(1, lk.numel() - 1)
+        t = (x - lk[i - 1]) / (lk[i] - lk[i - 1])
+        return torch.exp(lp[i - 1] + t * (lp[i] - lp[i - 1]))
+
+    def large_scale_field(self, white: torch.Tensor) -> torch.Tensor:
+        """White noise (b, n, n, n) -> the Gaussian field with the input spectrum on that
+        periodic box of n cells (float64), divided by `input_std`."""
+        n = white.shape[-1]
+        box = n * float(self.cell_size)
+        g = kgrid(n, device=white.device)
+        k = (2 * math.pi / box) * g.n2.double().sqrt()
+        amp = (self._power_at(k) * n**3 / box**3).sqrt()
+        amp[0, 0, 0] = 0.0
+        field = torch.fft.irfftn(torch.fft.rfftn(white.double(), dim=(-3, -2, -1)) * amp,
+                                 s=(n, n, n), dim=(-3, -2, -1))
+        return field / self.input_std
+
+    def draw_inputs(self, batch: int, n: int, generator: torch.Generator | None = None,
+                    device=None) -> torch.Tensor:
+        """The inputs of `batch` periodic boxes of n^3 cells, (batch, in_channels, n, n, n)
+        float32: the large-scale field, then white noise; drawn in that order from
+        `generator`, so one seed gives one box."""
+        white = torch.randn(batch, self.in_channels, n, n, n, generator=generator, device=device)
+        large = self.large_scale_field(white[:, 0])
+        return torch.cat([large.float().unsqueeze(1), white[:, 1:]], 1)
+
+    def _out_size(self, s: int) -> int:
+        s0 = s - 2                       # enter
+        s1 = (s0 - 2) // 2 + 1 - 4       # down1
+        s2 = (s1 - 2) // 2 + 1 - 4       # down2
+        u1 = 2 * s2 - 2 - 4              # up2, level1
+        return 2 * u1 - 2 - 6            # up1, level0
+
+    def _find_halo(self) -> int:
+        for halo in range(1, 256):
+            s = 4 * self.stride + 2 * halo
+            if (s - 2) % self.stride == 0 and self._out_size(s) == 4 * self.stride:
+                return halo
+        raise AssertionError("no halo fits the layout")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(b, in_channels, n + 2 halo, ...) -> (b, 1, n, n, n), n a multiple of `stride`."""
+        n = x.shape[-1] - 2 * self.halo
+        if x.dim() != 5 or x.shape[1] != self.in_channels or x.shape[-3:] != (x.shape[-1],) * 3 \
+                or n < self.stride or n % self.stride:
+            raise ValueError(f"the box generator takes (b, {self.in_channels}, n + {2 * self.halo}, "
+                             f"...) cubes with n a positive multiple of {self.stride}, got "
+                             f"{tuple(x.shape)}")
+        h0 = self.enter(x)
+        h1 = self.down1(h0)
+        h2 = self.down2(h1)
+        u1 = self.up2(h2)
+        u1 = self.level1(torch.cat([u1, _crop(h1, u1.shape[-1])], 1))
+        u0 = self.up1(u1)
+        u0 = self.level0(torch.cat([u0, _crop(h0, u0.shape[-1])], 1))
+        return self.out(_crop(u0, n))
+
+    def box(self, inputs: torch.Tensor) -> torch.Tensor:
+        """A whole periodic box: inputs (b, in_channels, N, N, N) -> (b, 1, N, N, N)."""
+        return self(periodic_pad(inputs, self.halo))
+
+    def tiled_box(self, inputs: torch.Tensor, tile: int, out=None) -> torch.Tensor:
+        """The same box computed tile by tile (each tile^3 with its halo), for boxes whose
+        activations do not fit at once; `out` (b, 1, N, N, N) receives it (any tensor or
+        array with slice assignment, e.g. an HDF5 dataset). tile: a multiple of `stride`
+        that divides N."""
+        n = inputs.shape[-1]
+        if tile % self.stride or n % tile:
+            raise ValueError(f"the tile ({tile}) must be a multiple of {self.stride} dividing "
+                             f"the box ({n})")
+        if out is None:
+            out = inputs.new_empty((inputs.shape[0], 1, n, n, n))
+        for i, j, k in itertools.product(range(0, n, tile), repeat=3):
+            out[:, :, i:i + tile, j:j + tile, k:k + tile] = self(
+                periodic_window(inputs, (i, j, k), tile + 2 * self.halo, self.halo))
+        return out
+
+
+def periodic_pad(x: torch.Tensor, halo: int) -> torch.Tensor:
+    """(..., N, N, N) padded by `halo` cells on every side with the periodic images (any
+    halo, also more than N)."""
+    return periodic_window(x, (0, 0, 0), x.shape[-1] + 2 * halo, halo)
+
+
+def periodic_window(x: torch.Tensor, origin, size: int, halo: int = 0) -> torch.Tensor:
+    """The size^3 window of the periodic field x (..., N, N, N) that starts at origin - halo
+    along each of the last three axes."""
+    n = x.shape[-1]
+    for axis, o in zip((-3, -2, -1), origin):
+        index = torch.arange(o - halo, o - halo + size, device=x.device) % n
+        x = x.index_select(axis, index)
+    return x

@@ -1,0 +1,94 @@
+"""The whole-box generator: translation equivariance on the stride's lattice, tiles equal to
+the whole box, any box size from the same weights, its large-scale input's spectrum."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lsswgan_core import ops
+from lsswgan_core.gan.models import BoxGenerator, periodic_pad, periodic_window
+
+
+@pytest.fixture(scope="module")
+def generator():
+    torch.manual_seed(0)
+    g = BoxGenerator(width=0.125)
+    k = np.geomspace(0.005, 3.0, 40)
+    g.set_input_power(k, 2e4 * (k / 0.05) ** -1.4 / (1 + (0.02 / k) ** 2), cell_size=4.0)
+    return g.eval()
+
+
+def test_halo_and_sizes(generator):
+    assert generator.halo == 23 and generator.stride == 4
+    for n in (4, 12, 32):
+        x = torch.randn(1, 3, n + 46, n + 46, n + 46)
+        assert generator(x).shape == (1, 1, n, n, n)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        generator(torch.randn(1, 3, 52, 52, 52))
+    with pytest.raises(ValueError, match="takes"):
+        generator(torch.randn(1, 2, 50, 50, 50))
+
+
+def test_periodic_window_wraps():
+    x = torch.arange(5.0).reshape(1, 1, 5).expand(5, 5, 5)
+    assert periodic_window(x, (0, 0, 3), 7, 0)[0, 0].tolist() == [3, 4, 0, 1, 2, 3, 4]
+    assert periodic_pad(x, 6).shape == (17, 17, 17)
+    assert periodic_pad(x, 6)[0, 0, :3].tolist() == [4, 0, 1]
+
+
+@torch.no_grad()
+def test_translation_equivariant_on_the_stride_lattice(generator):
+    x = generator.draw_inputs(1, 24, torch.Generator().manual_seed(3))
+    whole = generator.box(x)
+    for shift in [(4, 0, 0), (8, -12, 20), (0, 4, 4)]:
+        moved = generator.box(torch.roll(x, shift, (-3, -2, -1)))
+        assert torch.equal(moved, torch.roll(whole, shift, (-3, -2, -1)))
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("tile", [8, 12, 24])
+def test_tiles_equal_the_whole_box(generator, tile):
+    x = generator.draw_inputs(2, 24, torch.Generator().manual_seed(4))
+    whole = generator.box(x)
+    tiled = generator.tiled_box(x, tile)
+    assert (tiled - whole).abs().max() <= 1e-5
+    with pytest.raises(ValueError, match="tile"):
+        generator.tiled_box(x, 10)
+
+
+@torch.no_grad()
+def test_box_is_periodic_at_its_wrap_face(generator):
+    """The wrap face is like any other: rolling the inputs by half the box rolls the box."""
+    x = generator.draw_inputs(1, 16, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(generator.box(torch.roll(x, 8, -1)),
+                               torch.roll(generator.box(x), 8, -1), rtol=0, atol=1e-6)
+
+
+def test_large_scale_input_has_the_set_spectrum(generator):
+    n, box = 64, 64 * 4.0
+    x = generator.draw_inputs(6, n, torch.Generator().manual_seed(6))[:, 0].double()
+    assert abs(float(x.std()) - 1) < 0.05 and x.dtype == torch.float64
+    k, pk, modes = ops.power_spectrum(x * generator.input_std, box)
+    want = generator._power_at(torch.as_tensor(k))
+    sel = modes >= 100                              # bins with enough modes to compare
+    ratio = pk.mean(0)[sel] / want[sel]
+    assert torch.allclose(ratio, torch.ones_like(ratio), atol=4 / math.sqrt(6 * 100))
+
+
+def test_input_spectrum_is_refused_when_malformed(generator):
+    with pytest.raises(ValueError, match="increasing"):
+        BoxGenerator(0.125).set_input_power([0.1, 0.05], [1.0, 1.0], 4.0)
+    with pytest.raises(ValueError, match="increasing"):
+        BoxGenerator(0.125).set_input_power([0.1, 0.2], [1.0, -1.0], 4.0)
+
+
+def test_same_weights_any_size_and_no_batch_dependence(generator):
+    """A box does not depend on the others of its batch (no normalisation), and one set of
+    weights makes a 4^3 and a 40^3 box."""
+    with torch.no_grad():
+        x = generator.draw_inputs(3, 20, torch.Generator().manual_seed(7))
+        both = generator.box(x)
+        torch.testing.assert_close(generator.box(x[1:2]), both[1:2], rtol=0, atol=1e-6)
+        assert generator.box(generator.draw_inputs(1, 40)).shape == (1, 1, 40, 40, 40)
+        assert generator.box(generator.draw_inputs(1, 4)).shape == (1, 1, 4, 4, 4)
