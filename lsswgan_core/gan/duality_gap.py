@@ -54,8 +54,7 @@ def duality_gap(critic, generator, source, cfg, betas=(0.0, 0.9), gp_lambda: flo
     rng.manual_seed(int(seed))
     shuffle = torch.Generator()
     shuffle.manual_seed(int(seed))
-    latent_dim = generator.latent_dim
-    latents = torch.randn(steps * b, latent_dim, generator=rng, device=device)
+    latents = generator.sample_latent(steps * b, generator=rng, device=device)
 
     def batches():
         order = torch.randperm(len(source), generator=shuffle)
@@ -86,7 +85,7 @@ def duality_gap(critic, generator, source, cfg, betas=(0.0, 0.9), gp_lambda: flo
 
     def critic_step(real):
         with torch.no_grad():
-            fake = g_fixed(torch.randn(b, latent_dim, generator=rng, device=device))
+            fake = g_fixed(generator.sample_latent(b, generator=rng, device=device))
         return critic_loss(d_copy, real, fake, gp_lambda, rng)[0]
 
     max_curve = trajectory(d_copy, g_fixed, critic_step,
@@ -96,7 +95,7 @@ def duality_gap(critic, generator, source, cfg, betas=(0.0, 0.9), gp_lambda: flo
     g_copy, d_fixed = copy.deepcopy(generator).train(), copy.deepcopy(critic).eval()
 
     def generator_step(_real):
-        return -d_fixed(g_copy(torch.randn(b, latent_dim, generator=rng, device=device))).mean()
+        return -d_fixed(g_copy(generator.sample_latent(b, generator=rng, device=device))).mean()
 
     min_curve = trajectory(g_copy, d_fixed, generator_step,
                            lambda: _m(d_fixed, g_copy, source, latents, b, device))

@@ -176,8 +176,11 @@ class BoxGenerator(nn.Module):
 
     stride = 4
 
-    def __init__(self, width: float = 1.0, in_channels: int = 3):
+    def __init__(self, width: float = 1.0, in_channels: int = 3, crop: int = 32):
         super().__init__()
+        if crop < self.stride or crop % self.stride:
+            raise ValueError(f"the training crop must be a multiple of {self.stride}, got {crop}")
+        self.crop = crop
         c0, c1, c2 = (_ch(x, width) for x in (32, 64, 128))
         self.in_channels = in_channels
         act = nn.LeakyReLU(0.2)
@@ -234,6 +237,19 @@ class BoxGenerator(nn.Module):
         field = torch.fft.irfftn(torch.fft.rfftn(white.double(), dim=(-3, -2, -1)) * amp,
                                  s=(n, n, n), dim=(-3, -2, -1))
         return field / self.input_std
+
+    def sample_latent(self, batch: int, generator: torch.Generator | None = None,
+                      device=None) -> torch.Tensor:
+        """The inputs of `batch` training crops, (batch, in_channels, crop + 2 halo, ...):
+        windows at random positions of one periodic input box twice their size (so that each
+        window sees the modes longer than itself, as a window of a large box does)."""
+        size = self.crop + 2 * self.halo
+        inputs = self.draw_inputs(1, 2 * size, generator, device)
+        origins = torch.randint(0, 2 * size, (batch, 3), generator=generator, device=device)
+        noise = torch.randn(batch, self.in_channels - 1, size, size, size, generator=generator,
+                            device=device)
+        large = torch.stack([periodic_window(inputs[0, 0], o.tolist(), size) for o in origins])
+        return torch.cat([large.unsqueeze(1), noise], 1)
 
     def draw_inputs(self, batch: int, n: int, generator: torch.Generator | None = None,
                     device=None) -> torch.Tensor:

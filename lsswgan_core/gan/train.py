@@ -314,7 +314,7 @@ def critic_step(state: TrainState, real: torch.Tensor, rng: torch.Generator, epo
     """One Adam step of the critic on a real batch and as many generated cubes."""
     t0 = time.perf_counter()
     cfg, report = state.config, state.reporter.report
-    z = torch.randn(real.shape[0], cfg.model.latent_dim, generator=rng, device=state.device)
+    z = state.generator.sample_latent(real.shape[0], generator=rng, device=state.device)
     with torch.no_grad(), state.autocast:
         fake = state.generator_ddp(z).float()
     with state.autocast:
@@ -341,7 +341,7 @@ def generator_step(state: TrainState, rng: torch.Generator, use_summary: bool, e
     sync and no critic weight gradients), plus the summary loss while it is on."""
     t0 = time.perf_counter()
     cfg, report = state.config, state.reporter.report
-    z = torch.randn(cfg.train.batch_size, cfg.model.latent_dim, generator=rng, device=state.device)
+    z = state.generator.sample_latent(cfg.train.batch_size, generator=rng, device=state.device)
     with state.autocast:
         fake = state.generator_ddp(z).float()
 
