@@ -22,6 +22,8 @@ SCHEMES = ("ngp", "cic", "tsc")                   # mass assignment, in order p 
 UPSAMPLING = ("transposed", "nearest", "trilinear")   # model.upsample
 PADDING = ("zeros", "replicate", "reflect")       # model.padding
 SAMPLE_BN = ("standing", "batch")                # model.sample_bn
+GENERATORS = ("paper", "box")                     # model.generator
+BOX_INPUTS = ("data", "linear")                   # model.box_input
 DEVICES = ("cpu", "cuda")
 SPLITS = ("train", "val", "dg")
 
@@ -93,9 +95,18 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    # 'paper': the paper's generator of 32^3 cubes (Tables 2-3); 'box': the translation-
+    # equivariant generator of periodic boxes of any size (gan.models.BoxGenerator), trained
+    # on random crops of `cube` cells of the dataset's whole boxes
+    generator: str = "paper"
     width: float = 1.0
     latent_dim: int = 256
-    cube: int = 32
+    cube: int = 32                # the critic's input: the cubes, or the box generator's crops
+    # the box generator: white-noise channels beside the large-scale one, and the large-scale
+    # input's spectrum: 'data' (the training boxes' own P(k), continued below their
+    # fundamental by the linear spectrum's shape) or 'linear' (the linear spectrum at z = 0)
+    noise_channels: int = 2
+    box_input: str = "data"
     # start the generator's last bias at logit(mean of the training cubes), so that its first
     # outputs have the data's mean instead of sigmoid(0) = 0.5 (not in the paper; off there)
     init_output_bias: bool = False
@@ -118,6 +129,9 @@ class ModelConfig:
         _choice("model.upsample", self.upsample, UPSAMPLING)
         _choice("model.padding", self.padding, PADDING)
         _choice("model.sample_bn", self.sample_bn, SAMPLE_BN)
+        _choice("model.generator", self.generator, GENERATORS)
+        _choice("model.box_input", self.box_input, BOX_INPUTS)
+        _require(self.noise_channels >= 0, "model.noise_channels must be >= 0")
         _require(self.standing_batches >= 1, "model.standing_batches must be >= 1")
 
 

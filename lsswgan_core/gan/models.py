@@ -8,10 +8,12 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from ..ops import power_spectrum
 from ..ops.kspace import kgrid
 
 from ..config import PADDING, UPSAMPLING
@@ -135,10 +137,10 @@ class Generator(nn.Module):
         return torch.randn(n, self.latent_dim, generator=generator, device=device)
 
 
-def init_output_bias(generator: Generator, mean: float) -> None:
+def init_output_bias(generator: nn.Module, mean: float) -> None:
     """Set the bias of the generator's last layer (before the sigmoid) to logit(mean), so
     that its first outputs have the data's mean instead of sigmoid(0) = 0.5."""
-    last = [m for m in generator.body if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d))][-1]
+    last = [m for m in generator.modules() if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d))][-1]
     mean = min(max(float(mean), 1e-4), 1 - 1e-4)
     with torch.no_grad():
         last.bias.fill_(math.log(mean / (1 - mean)))
@@ -326,3 +328,35 @@ def periodic_window(x: torch.Tensor, origin, size: int, halo: int = 0) -> torch.
         index = torch.arange(o - halo, o - halo + size, device=x.device) % n
         x = x.index_select(axis, index)
     return x
+
+
+def input_spectrum(source: str, cell_size: float, boxes: torch.Tensor | None = None,
+                   cosmology=None) -> tuple[np.ndarray, np.ndarray]:
+    """(k, P) tables for `BoxGenerator.set_input_power`, k in h/Mpc from far below a box's
+    fundamental to past the cell's Nyquist frequency.
+
+    source 'data': the mean P(k) of the overdensity of `boxes` (b, n, n, n) = rho/rhobar, on
+    cells of `cell_size` Mpc/h; below their fundamental, the linear spectrum's shape scaled to
+    the first bins (the large scales of a box are close to linear). 'linear': the linear
+    spectrum of `cosmology` (the simulations' default, WMAP7) at z = 0."""
+    from ..sim.cosmology import Cosmology   # noqa: PLC0415
+
+    cosmology = cosmology or Cosmology()
+    k_nyq = math.pi / cell_size
+    low = np.geomspace(1e-4, 2 * k_nyq * math.sqrt(3), 200)
+    linear = cosmology.linear_power(low)
+    if source == "linear":
+        return low, linear
+    if source != "data":
+        raise ValueError(f"the box input's source must be 'data' or 'linear', got {source!r}")
+    if boxes is None or boxes.dim() != 4 or boxes.shape[0] < 1:
+        raise ValueError("source 'data' needs the training boxes, (b, n, n, n)")
+    n = boxes.shape[-1]
+    k, pk, modes = power_spectrum(boxes.double() - 1.0, n * cell_size, bins="corner")
+    k, pk = k.numpy(), pk.mean(0).numpy()
+    keep = (modes.numpy() > 0) & (pk > 0)
+    k, pk = k[keep], pk[keep]
+    scale = float(np.mean(pk[:2] / np.interp(k[:2], low, linear)))
+    below = low < k[0]
+    return (np.concatenate([low[below], k]),
+            np.concatenate([scale * linear[below], pk]))

@@ -22,7 +22,7 @@ import torch
 
 from ..config import Config, ConfigError, config_from_dict, config_to_toml, load_config
 from ..files import atomic_file, exclusive_lock, write_text
-from .models import Critic, Generator
+from .models import BoxGenerator, Critic, Generator
 
 CHECKPOINT_FORMAT = 1
 
@@ -152,8 +152,10 @@ def config_of_checkpoint(ckpt: dict) -> Config:
         raise RunError(f"the checkpoint's config cannot be read ({exc})") from None
 
 
-def build_generator(cfg: Config) -> Generator:
+def build_generator(cfg: Config) -> Generator | BoxGenerator:
     m = cfg.model
+    if m.generator == "box":
+        return BoxGenerator(m.width, 1 + m.noise_channels, crop=m.cube)
     return Generator(m.width, m.latent_dim, m.cube, upsample=m.upsample, padding=m.padding)
 
 
