@@ -92,3 +92,61 @@ def test_same_weights_any_size_and_no_batch_dependence(generator):
         torch.testing.assert_close(generator.box(x[1:2]), both[1:2], rtol=0, atol=1e-6)
         assert generator.box(generator.draw_inputs(1, 40)).shape == (1, 1, 40, 40, 40)
         assert generator.box(generator.draw_inputs(1, 4)).shape == (1, 1, 4, 4, 4)
+
+
+@pytest.fixture(scope="module")
+def box_checkpoint(generator, tmp_path_factory):
+    """A checkpoint of an (untrained) box generator, as `lsscore train` writes one."""
+    import json
+
+    from lsswgan_core.config import config_from_dict, config_to_toml
+    from lsswgan_core.data import Transform
+    from lsswgan_core.gan.run import save_checkpoint
+
+    cfg = config_from_dict({"model": {"generator": "box", "width": 0.125}})
+    attrs = {**Transform(x_max=40.0).attrs(), "x_max": 40.0, "box_size": 256.0, "grid": 64,
+             "cube_size": 128.0, "cube": 32}
+    path = tmp_path_factory.mktemp("box") / "last.pt"
+    save_checkpoint(path, {"epoch": 0, "generator_step": 0, "critic_step": 0,
+                           "generator": generator.state_dict(), "config": config_to_toml(cfg),
+                           "dataset": json.dumps(attrs)})
+    return path
+
+
+@pytest.mark.parametrize("physical", [False, True])
+def test_write_boxes_is_the_same_box_at_any_tile(box_checkpoint, generator, tmp_path, physical):
+    import h5py
+
+    from lsswgan_core.gan.sample import write_boxes
+
+    boxes = []
+    for tile in (8, 16):
+        meta = write_boxes(box_checkpoint, tmp_path / f"b{tile}.h5", 16, count=2, tile=tile,
+                           physical=physical, seed=3)
+        with h5py.File(tmp_path / f"b{tile}.h5") as f:
+            boxes.append(f["boxes"][:])
+            assert f.attrs["box_size"] == 64.0 and f.attrs["cell_size"] == 4.0
+            assert f.attrs["tile"] == tile and f.attrs["sample_seed"] == 3
+            assert bool(f.attrs["physical"]) == physical and f.attrs["transform_x_max"] == 40.0
+        assert meta["cells"] == 16
+    assert boxes[0].shape == (2, 16, 16, 16)
+    assert np.abs(boxes[0] - boxes[1]).max() <= 1e-5 * (40 if physical else 1)
+    assert not np.array_equal(boxes[0][0], boxes[0][1])          # two boxes, two seeds
+    if not physical:   # the same as the whole box from the same inputs
+        rng = torch.Generator().manual_seed(__import__("lsswgan_core.gan.sample",
+                                                       fromlist=["_box_seed"])._box_seed(3, 0))
+        with torch.no_grad():
+            whole = generator.box(generator.draw_inputs(1, 16, rng))[0, 0].numpy()
+        assert np.abs(whole - boxes[0][0]).max() <= 1e-5
+
+
+def test_write_boxes_refuses_what_it_cannot_make(box_checkpoint, tmp_path):
+    from lsswgan_core.gan.sample import write_boxes
+
+    with pytest.raises(ValueError, match="multiple of 4"):
+        write_boxes(box_checkpoint, tmp_path / "x.h5", 18)
+    with pytest.raises(ValueError, match="tile"):
+        write_boxes(box_checkpoint, tmp_path / "x.h5", 16, tile=12)
+    with pytest.raises(ValueError, match="at least 1"):
+        write_boxes(box_checkpoint, tmp_path / "x.h5", 16, count=0)
+    assert not (tmp_path / "x.h5").exists()

@@ -220,6 +220,14 @@ class BoxGenerator(nn.Module):
                                 dtype=torch.float64)
             self.input_std.fill_(float(self.large_scale_field(white).std()))
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # the spectrum table has the length the data gave it: take the stored one's shape
+        for name in ("power_k", "power_p"):
+            stored = state_dict.get(prefix + name)
+            if stored is not None:
+                setattr(self, name, torch.empty_like(stored, device=getattr(self, name).device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def _power_at(self, k: torch.Tensor) -> torch.Tensor:
         lk, lp = self.power_k.log(), self.power_p.log()
         x = k.clamp(min=float(self.power_k[0]), max=float(self.power_k[-1])).log()

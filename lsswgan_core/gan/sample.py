@@ -1,4 +1,4 @@
-"""Generate cubes from a trained generator and write them as HDF5.
+"""Generate cubes, or whole periodic boxes, from a trained generator and write them as HDF5.
 
 BatchNorm (model.sample_bn): with 'standing' statistics (the default) the generator's
 BatchNorm statistics are re-estimated over `standing_batches` full training-size batches of
@@ -22,8 +22,9 @@ from ..config import SAMPLE_BN
 from ..data.transform import Transform
 from ..files import atomic_hdf5
 from ..progress import Progress
-from ..resources import require_memory
+from ..resources import available_memory, require_memory
 from .distributed import choose_device
+from .models import periodic_window
 from .run import generator_from_checkpoint, load_checkpoint
 
 
@@ -128,3 +129,85 @@ def write_samples(path, cubes: np.ndarray, attrs: dict) -> Path:
         for key, value in attrs.items():
             f.attrs[key] = value
     return path
+
+
+# ------------------------------------------------------------------ whole boxes
+
+
+def box_tile(n: int, halo: int, stride: int, budget: float) -> int:
+    """The largest tile (a multiple of `stride` dividing n) whose activations, about 200
+    floats per cell of the tile with its halo, fit in `budget` bytes; `stride` at least."""
+    best = stride
+    for t in range(stride, n + 1, stride):
+        if n % t == 0 and (t + 2 * halo) ** 3 * 200 * 4 <= budget:
+            best = t
+    return best
+
+
+def write_boxes(checkpoint, path, n_cells: int, count: int = 1, *, tile: int | None = None,
+                physical: bool = False, seed: int = 0, device: str | None = None,
+                show_progress: bool = False) -> dict:
+    """Generate `count` periodic boxes of n_cells^3 cells at the training data's cell size and
+    stream them, tile by tile, into the HDF5 dataset `boxes` (count, n, n, n) of `path`.
+
+    Box b's inputs are drawn whole from the seed (seed, b), so a box is the same whatever the
+    tile (tiles at multiples of the generator's stride, each with its halo, equal the whole
+    box to float32 rounding). tile: cells per side of a tile (a multiple of 4 dividing
+    n_cells); None: the largest that fits in a quarter of the free memory. Returns the
+    attributes written (box and cell size in Mpc/h, seed, tile, transform, ...)."""
+    from .models import BoxGenerator  # noqa: PLC0415
+
+    device = choose_device(device)
+    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint, device)
+    generator, cfg, attrs = generator_from_checkpoint(ckpt, device)
+    if not isinstance(generator, BoxGenerator):
+        raise ValueError("the checkpoint's generator makes 32^3 cubes (model.generator = "
+                         "'paper'); whole boxes need a run with model.generator = 'box'")
+    stride, halo = generator.stride, generator.halo
+    if n_cells < stride or n_cells % stride:
+        raise ValueError(f"boxes are a multiple of {stride} cells per side, got {n_cells}")
+    if count < 1:
+        raise ValueError(f"the number of boxes must be at least 1, got {count}")
+    # the inputs of one box and its large-scale field's FFT in float64
+    require_memory(n_cells**3 * (4 * generator.in_channels + 40),
+                   f"a box of {n_cells}^3 cells: its inputs", "ask for a smaller box")
+    free = available_memory() or 8 * 2**30
+    tile = tile or box_tile(n_cells, halo, stride, free / 4)
+    if tile % stride or n_cells % tile:
+        raise ValueError(f"the tile ({tile}) must be a multiple of {stride} dividing the box "
+                         f"({n_cells})")
+    transform = Transform.from_attrs(attrs)
+    cell = float(generator.cell_size)
+    meta = {**{k: v for k, v in attrs.items() if not isinstance(v, (list, dict))},
+            "box_size": n_cells * cell, "cell_size": cell, "cells": n_cells,
+            "physical": physical, "values": "rho/rhobar" if physical else "transformed, [0, 1]",
+            "sample_seed": int(seed), "tile": tile, "halo": halo,
+            "checkpoint_epoch": int(ckpt["epoch"]), "ema": "generator_ema" in ckpt,
+            "source_attributes": json.dumps(attrs)}
+    generator.eval()
+    corners = [(i, j, k) for i in range(0, n_cells, tile) for j in range(0, n_cells, tile)
+               for k in range(0, n_cells, tile)]
+    bar = Progress(count * len(corners), "boxes (tiles)", enabled=show_progress)
+    t0 = time.perf_counter()
+    with atomic_hdf5(Path(path)) as (f, check), torch.no_grad():
+        dset = f.create_dataset("boxes", shape=(count, n_cells, n_cells, n_cells),
+                                dtype=np.float32, chunks=(1, tile, tile, tile))
+        for b in range(count):
+            rng = torch.Generator(device=device).manual_seed(_box_seed(seed, b))
+            inputs = generator.draw_inputs(1, n_cells, rng, device)
+            for i, j, k in corners:
+                window = periodic_window(inputs, (i, j, k), tile + 2 * halo, halo)
+                cells = generator(window)[0, 0].double()
+                if physical:
+                    cells = transform.inverse(cells)
+                dset[b, i:i + tile, j:j + tile, k:k + tile] = cells.float().cpu().numpy()
+                check()
+                bar.update(1)
+        for key, value in meta.items():
+            f.attrs[key] = value
+    meta["seconds"] = time.perf_counter() - t0
+    return meta
+
+
+def _box_seed(seed: int, index: int) -> int:
+    return int(np.random.SeedSequence([int(seed), int(index), 0xB0C5]).generate_state(1)[0])
