@@ -57,6 +57,4 @@ PYBIND11_MODULE(_C, m) {
 #else
   m.attr("with_openmp") = false;
 #endif
-  m.def("parallel_info", []() { return at::get_parallel_info(); },
-        "ATen's description of the CPU thread pool the kernels run on");
 }

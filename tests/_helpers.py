@@ -254,10 +254,16 @@ def corrupt(raw: bytes, offsets: list[int], rng: np.random.Generator) -> tuple[b
     return bytes(raw), kind
 
 
+def read_positions(snapshot, ptype: int = 1) -> np.ndarray:
+    """All positions of a type at once, (N, 3) in Mpc/h (small snapshots only)."""
+    parts = list(snapshot.iter_positions(ptype))
+    return np.concatenate(parts) if parts else np.zeros((0, 3))
+
+
 def read_all(path, kwargs) -> np.ndarray:
     from lsswgan_core.io import open_snapshot
 
-    return open_snapshot(path, **kwargs).read_positions()
+    return read_positions(open_snapshot(path, **kwargs))
 
 
 def fuzz_format(fmt: str, count: int, workdir: Path, seed: int = 0) -> dict:

@@ -5,8 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from lsswgan_core.data import SYMMETRIES, Transform, apply_symmetry, random_crop
-from lsswgan_core.data.augment import symmetry_matrix
+from lsswgan_core.data import SYMMETRIES, Transform, apply_symmetry, periodic_crop
+
+
+def symmetry_matrix(index: int) -> np.ndarray:
+    """The 3x3 signed permutation matrix of symmetry `index` (acting on coordinates)."""
+    perm, flips = SYMMETRIES[index]
+    m = np.zeros((3, 3), dtype=int)
+    for row, col in enumerate(perm):
+        m[row, col] = -1 if flips[row] else 1
+    return m
 
 
 def test_round_trip_float32_and_float64(rng):
@@ -68,10 +76,10 @@ def test_48_distinct_cube_symmetries(rng):
     assert len(SYMMETRIES) == 48
 
 
-def test_random_crop_wraps(rng):
+def test_periodic_crop_wraps(rng):
     grid = rng.normal(size=(8, 8, 8))
-    crop = random_crop(grid, 4, (6, 7, 0))
+    crop = periodic_crop(grid, 4, (6, 7, 0))
     assert crop.shape == (4, 4, 4)
     assert crop[0, 0, 0] == grid[6, 7, 0] and crop[2, 1, 3] == grid[0, 0, 3]
     with pytest.raises(ValueError, match="exceeds"):
-        random_crop(grid, 9, (0, 0, 0))
+        periodic_crop(grid, 9, (0, 0, 0))

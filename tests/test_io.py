@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from lsswgan_core.io import SnapshotError, open_snapshot, write_gadget, write_hdf5
 
+from ._helpers import read_positions
+
 BOX = 100.0
 
 
@@ -43,7 +45,7 @@ def test_gadget_variants_round_trip(tmp_path, positions, name):
         assert snap.files == files
         assert snap.npart[1] == len(positions) and snap.box_size == BOX
         assert snap.redshift == pytest.approx(1.5)
-        read = snap.read_positions()
+        read = read_positions(snap)
         tol = 0 if kw.get("pos_dtype") == "f8" else 1e-5
         np.testing.assert_allclose(read, positions, rtol=tol, atol=tol * BOX)
     flavour = kw.get("flavour", "gadget2")
@@ -56,7 +58,7 @@ def test_snapdir(tmp_path, positions):
     d.mkdir()
     write_gadget(d / "snapshot_063", positions, BOX, num_files=2)
     snap = open_snapshot(d, length_unit="Mpc/h")
-    np.testing.assert_allclose(snap.read_positions(), positions, rtol=1e-6)
+    np.testing.assert_allclose(read_positions(snap), positions, rtol=1e-6)
 
 
 @pytest.mark.parametrize("flavour", ["gadget", "gadget4", "swift"])
@@ -67,7 +69,7 @@ def test_hdf5_flavours(tmp_path, positions, flavour, num_files):
     snap = open_snapshot(tmp_path / "snap" if num_files > 1 else tmp_path / "snap.hdf5")
     assert snap.length_unit_source == "file"
     assert snap.box_size == pytest.approx(BOX)
-    np.testing.assert_allclose(snap.read_positions(), positions, rtol=1e-12)
+    np.testing.assert_allclose(read_positions(snap), positions, rtol=1e-12)
 
 
 def test_every_format_gives_the_same_particles(tmp_path, positions):
@@ -75,10 +77,10 @@ def test_every_format_gives_the_same_particles(tmp_path, positions):
     write_hdf5(tmp_path / "h", positions, BOX, flavour="gadget4")
     np.save(tmp_path / "n.npy", positions)
     np.savez(tmp_path / "z.npz", positions=positions)
-    reads = [open_snapshot(tmp_path / "g", length_unit="Mpc/h").read_positions(),
-             open_snapshot(tmp_path / "h.hdf5").read_positions(),
-             open_snapshot(tmp_path / "n.npy", box_size=BOX).read_positions(),
-             open_snapshot(tmp_path / "z.npz", box_size=BOX).read_positions()]
+    reads = [read_positions(open_snapshot(tmp_path / "g", length_unit="Mpc/h")),
+             read_positions(open_snapshot(tmp_path / "h.hdf5")),
+             read_positions(open_snapshot(tmp_path / "n.npy", box_size=BOX)),
+             read_positions(open_snapshot(tmp_path / "z.npz", box_size=BOX))]
     for r in reads[1:]:
         np.testing.assert_allclose(r, reads[0], rtol=1e-12)
 
@@ -89,7 +91,7 @@ def test_length_units(tmp_path, positions, caplog):
         snap = open_snapshot(tmp_path / "kpc")
     assert snap.length_unit_source == "guess" and "kpc/h" in caplog.text
     assert snap.box_size == pytest.approx(BOX)
-    np.testing.assert_allclose(snap.read_positions(), positions, rtol=1e-6)
+    np.testing.assert_allclose(read_positions(snap), positions, rtol=1e-6)
     snap = open_snapshot(tmp_path / "kpc", length_unit="kpc/h")
     assert snap.length_unit_source == "argument" and snap.box_size == pytest.approx(BOX)
     # a Gadget-4 HDF5 file in kpc/h says so itself; the argument is then ignored
@@ -103,7 +105,7 @@ def test_length_units(tmp_path, positions, caplog):
 
 def _expect_error(path, match, **kw):
     with pytest.raises(SnapshotError, match=match) as info:
-        open_snapshot(path, **kw).read_positions()
+        read_positions(open_snapshot(path, **kw))
     assert str(path.name) in str(info.value) or info.value.path.endswith(path.name)
 
 
@@ -182,7 +184,7 @@ def test_fuzz_truncated_and_corrupted_files(tmp_path_factory, variant, data):
     kw = dict(GADGET_VARIANTS[variant], num_files=1)
     (path,) = write_gadget(tmp / "s", pos, BOX, **kw)
     raw = bytearray(path.read_bytes())
-    original = open_snapshot(path, length_unit="Mpc/h").read_positions()
+    original = read_positions(open_snapshot(path, length_unit="Mpc/h"))
     itemsize = 8 if kw.get("pos_dtype") == "f8" else 4
     header_len = (16 if kw.get("snap_format") == 2 else 0) + 8 + (192 if kw.get("flavour") == "gadget4" else 256)
     payload_start = header_len + (16 if kw.get("snap_format") == 2 else 0) + 4
@@ -195,7 +197,7 @@ def test_fuzz_truncated_and_corrupted_files(tmp_path_factory, variant, data):
             raw[i] = data.draw(st.integers(0, 255))
     path.write_bytes(bytes(raw))
     try:
-        out = open_snapshot(path, length_unit="Mpc/h").read_positions()
+        out = read_positions(open_snapshot(path, length_unit="Mpc/h"))
     except SnapshotError:
         return
     np.testing.assert_array_equal(out, original)
@@ -241,7 +243,7 @@ def test_positions_on_the_box_edges_within_rounding_are_accepted(tmp_path, posit
     edge[0] = BOX * (1 + 1e-7)  # float32 rounding of a position just below BOX
     edge[1] = -BOX * 1e-7
     (f,) = write_gadget(tmp_path / "edge", edge, BOX)
-    assert len(open_snapshot(f, length_unit="Mpc/h").read_positions()) == len(edge)
+    assert len(read_positions(open_snapshot(f, length_unit="Mpc/h"))) == len(edge)
 
 
 def test_swift_without_cosmology_needs_hubble(tmp_path, positions, caplog):
@@ -252,7 +254,7 @@ def test_swift_without_cosmology_needs_hubble(tmp_path, positions, caplog):
     assert "does not state its length unit" not in caplog.text
     snap = open_snapshot(f, hubble=0.6774)
     assert snap.length_unit_source == "file" and snap.box_size == pytest.approx(BOX)
-    np.testing.assert_allclose(snap.read_positions(), positions, rtol=1e-12)
+    np.testing.assert_allclose(read_positions(snap), positions, rtol=1e-12)
     # the file's own h wins over the argument
     (g,) = write_hdf5(tmp_path / "snap", positions, BOX, flavour="swift", hubble=0.6774)
     assert open_snapshot(g, hubble=0.5).box_size == pytest.approx(BOX)

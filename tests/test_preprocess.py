@@ -19,7 +19,10 @@ from lsswgan_core.data import DataConfig, Dataset, Transform, assign_splits, pre
 from lsswgan_core.io import write_gadget, write_hdf5
 from lsswgan_core.sim.simulate import write_suite
 
+from ._helpers import write_dataset
+
 preprocess_module = importlib.import_module("lsswgan_core.data.preprocess")
+dataset_module = importlib.import_module("lsswgan_core.data.dataset")
 
 
 @pytest.fixture(scope="module")
@@ -224,3 +227,31 @@ def test_validation_spread_is_cosmic_variance(tmp_path):
     measured = pk.std(0, ddof=1)[:2] / pk.mean(0)[:2]
     gaussian = np.sqrt(2 / s["n_modes"][:2])
     assert np.all((measured > 0.5 * gaussian) & (measured < 2.5 * gaussian)), (measured, gaussian)
+
+
+def _is_open(path) -> bool:
+    """Whether this process holds `path` open (HDF5 refuses a second, writable opening)."""
+    try:
+        h5py.File(path, "r+").close()
+    except OSError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_a_split_closes_its_file(tmp_path, monkeypatch, in_memory):
+    path = write_dataset(tmp_path / "d.h5", sizes=(4, 2, 2), n=8)
+    if not in_memory:
+        monkeypatch.setattr(dataset_module, "IN_MEMORY_LIMIT", 0)
+    with h5py.File(path, "r") as f:
+        rows = f["train"][...][[3, 0]]
+    with Dataset(path).split("train") as train:
+        assert train.in_memory == in_memory
+        assert _is_open(path) == (not in_memory)   # a split held in memory needs no file
+        assert np.array_equal(train.batch(torch.tensor([3, 0]))[:, 0].numpy(), rows)
+    assert not _is_open(path)
+    assert len(train) == 4   # still usable: a read opens the file again, close() closes it
+    assert np.array_equal(train.batch(torch.tensor([3, 0]))[:, 0].numpy(), rows)
+    train.close()
+    train.close()
+    assert not _is_open(path)

@@ -226,7 +226,7 @@ def test_a_corrupt_npy_header_is_a_snapshot_error(tmp_path):
     raw[raw.index(b"}"):raw.index(b"}") + 1] = b"("   # an unclosed bracket: a TokenError
     path.write_bytes(bytes(raw))
     with pytest.raises(SnapshotError, match="snap.npy"):
-        open_snapshot(path, **kwargs).read_positions()
+        rel.read_positions(open_snapshot(path, **kwargs))
 
 
 def test_an_hdf5_data_address_past_the_end_is_a_snapshot_error(tmp_path):
@@ -243,7 +243,7 @@ def test_an_hdf5_data_address_past_the_end_is_a_snapshot_error(tmp_path):
     raw[at:at + 8] = (2**32 - 1).to_bytes(8, "little")
     path.write_bytes(bytes(raw))
     with pytest.raises(SnapshotError, match="past the end of the file"):
-        open_snapshot(path, **kwargs).read_positions()
+        rel.read_positions(open_snapshot(path, **kwargs))
 
 
 def test_positions_that_are_all_zero_are_a_snapshot_error(tmp_path):
@@ -251,9 +251,9 @@ def test_positions_that_are_all_zero_are_a_snapshot_error(tmp_path):
 
     np.save(tmp_path / "zeros.npy", np.zeros((10, 3)))
     with pytest.raises(SnapshotError, match="exactly 0"):
-        open_snapshot(tmp_path / "zeros.npy", box_size=10.0).read_positions()
+        rel.read_positions(open_snapshot(tmp_path / "zeros.npy", box_size=10.0))
     np.save(tmp_path / "one.npy", np.zeros((1, 3)))   # one particle at the origin is fine
-    assert open_snapshot(tmp_path / "one.npy", box_size=10.0).read_positions().shape == (1, 3)
+    assert rel.read_positions(open_snapshot(tmp_path / "one.npy", box_size=10.0)).shape == (1, 3)
 
 
 def test_an_npy_header_length_that_shifts_the_data_is_a_snapshot_error(tmp_path):
@@ -264,7 +264,7 @@ def test_an_npy_header_length_that_shifts_the_data_is_a_snapshot_error(tmp_path)
     raw[8] -= 16    # the header length: the data would start 16 bytes early, in the padding
     path.write_bytes(bytes(raw))
     with pytest.raises(SnapshotError, match="header"):
-        open_snapshot(path, **kwargs).read_positions()
+        rel.read_positions(open_snapshot(path, **kwargs))
 
 
 def test_an_npy_shape_that_disagrees_with_the_data_is_a_snapshot_error(tmp_path):
@@ -274,7 +274,7 @@ def test_an_npy_shape_that_disagrees_with_the_data_is_a_snapshot_error(tmp_path)
     raw = path.read_bytes().replace(b"(40, 3)", b"(00, 3)", 1)   # a flipped bit: 0 particles
     path.write_bytes(raw)
     with pytest.raises(SnapshotError, match="bytes of data"):
-        open_snapshot(path, **kwargs).read_positions()
+        rel.read_positions(open_snapshot(path, **kwargs))
 
 
 # ------------------------------------------------------------------ two writers, kills

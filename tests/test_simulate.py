@@ -10,6 +10,8 @@ from lsswgan_core.sim.cosmology import Cosmology
 from lsswgan_core.io import open_snapshot
 from lsswgan_core.sim.simulate import run_simulation, write_suite
 
+from ._helpers import read_positions
+
 N, BOX = 32, 250.0
 
 
@@ -67,8 +69,8 @@ def test_deterministic_and_written_snapshot_reads_back(tmp_path):
     for p, q in zip(paths, again):
         s, t = open_snapshot(p, length_unit="Mpc/h"), open_snapshot(q, length_unit="Mpc/h")
         assert len(s.files) == 2 and s.npart[1] == 16**3 and s.box_size == 100.0
-        assert np.array_equal(s.read_positions(), t.read_positions())
-    first = open_snapshot(paths[0], length_unit="Mpc/h").read_positions()
-    second = open_snapshot(paths[1], length_unit="Mpc/h").read_positions()
+        assert np.array_equal(read_positions(s), read_positions(t))
+    first = read_positions(open_snapshot(paths[0], length_unit="Mpc/h"))
+    second = read_positions(open_snapshot(paths[1], length_unit="Mpc/h"))
     assert not np.array_equal(first, second)
     assert first.min() >= 0 and first.max() < 100.0

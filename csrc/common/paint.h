@@ -1,6 +1,6 @@
 // Mass assignment (paint) and its adjoint (readout): the per-particle maths.
 //
-// Grid convention (SPEC section 4): a periodic box of side L on n cells per side,
+// Grid convention: a periodic box of side L on n cells per side,
 // cell size h = L/n; cell i covers [i h, (i+1) h), its centre is (i + 1/2) h.
 // Positions are wrapped into [0, L) with fmod (exact in IEEE arithmetic, so huge
 // coordinates stay in range) and all index maths is done in float64.

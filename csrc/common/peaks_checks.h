@@ -7,6 +7,10 @@
 
 namespace lss {
 
+// The largest neighbourhood half-width find_peaks takes; the CPU kernel sizes its per-task
+// arrays by it, so every path into a kernel goes through check_find_peaks_args first.
+constexpr int64_t kMaxPeakRadius = 5;
+
 // A batch of cubes (..., n, n, n): returns n, or fails naming the argument.
 inline int64_t check_cubes(const at::Tensor& field, const char* name) {
   LSS_CHECK_FLOATING(field, "field");
@@ -17,10 +21,12 @@ inline int64_t check_cubes(const at::Tensor& field, const char* name) {
   return n;
 }
 
-// Returns n.
+// Returns n. Called first by the CPU and the CUDA implementation: the raw op
+// torch.ops.lsscore.find_peaks is checked like the Python wrapper.
 inline int64_t check_find_peaks_args(const at::Tensor& field, int64_t radius, bool periodic) {
   const int64_t n = check_cubes(field, "field");
-  TORCH_CHECK(radius >= 1 && radius <= 5, "radius must be between 1 and 5, got ", radius);
+  TORCH_CHECK(radius >= 1 && radius <= kMaxPeakRadius, "radius must be between 1 and ",
+              kMaxPeakRadius, ", got ", radius);
   TORCH_CHECK(!periodic || n >= 2 * radius + 1, "a periodic cube of ", n,
               " cells per side is smaller than the neighbourhood of radius ", radius,
               " (needs n >= ", 2 * radius + 1, "); use boundary='open' or a smaller radius");

@@ -115,7 +115,8 @@ at::Tensor find_peaks_cpu(const at::Tensor& field, int64_t radius, bool periodic
         }
         return nan != 0;
       };
-      const T* others[16];  // the square maxima of the other planes of the window (2r <= 16)
+      // the square maxima of the other planes of the window: at most 2r of them
+      const T* others[2 * kMaxPeakRadius];
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t c = p / n, x = p % n;
         const T* cube = data + c * n * plane;
@@ -136,7 +137,7 @@ at::Tensor find_peaks_cpu(const at::Tensor& field, int64_t radius, bool periodic
           any_nan |= ring_nan[slot] != 0;
           if (dx == 0) {
             own_z = ring_z + slot * plane;
-          } else if (count_others < 16) {
+          } else {
             others[count_others++] = cached;
           }
           if (first) {
@@ -146,7 +147,7 @@ at::Tensor find_peaks_cpu(const at::Tensor& field, int64_t radius, bool periodic
             for (int64_t i = 0; i < plane; ++i) m[i] = vmax(m[i], cached[i]);
           }
         }
-        const bool fast = !any_nan && radius <= 8;
+        const bool fast = !any_nan;
         const bool x_inside = x >= radius && x < n - radius;
         const T* values = cube + x * plane;
         for (int64_t i = 0; i < plane; ++i) {

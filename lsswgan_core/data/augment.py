@@ -23,16 +23,7 @@ def apply_symmetry(cube: np.ndarray, index: int) -> np.ndarray:
     return np.flip(out, axis=axes) if axes else out
 
 
-def symmetry_matrix(index: int) -> np.ndarray:
-    """The 3x3 signed permutation matrix of symmetry `index` (acting on coordinates)."""
-    perm, flips = SYMMETRIES[index]
-    m = np.zeros((3, 3), dtype=int)
-    for row, col in enumerate(perm):
-        m[row, col] = -1 if flips[row] else 1
-    return m
-
-
-def random_crop(grid: np.ndarray, size: int, origin) -> np.ndarray:
+def periodic_crop(grid: np.ndarray, size: int, origin) -> np.ndarray:
     """A (size,)*3 sub-cube of a periodic (n, n, n) grid starting at `origin`, wrapping
     around the box edges (no copy of the whole grid is made)."""
     n = grid.shape[-1]

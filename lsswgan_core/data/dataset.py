@@ -2,14 +2,15 @@
 
     ds = Dataset("dataset.h5")
     ds.attrs, ds.transform, ds.splits            # {'train': 992, 'val': 128, 'dg': 128}
-    train = ds.split("train")                    # checked: 4-D, cubic, finite, in range
-    train.batch(torch.tensor([5, 1, 7]))         # (3, 1, n, n, n) float32, transformed values
-    train.physical()                             # (M, n, n, n) float64 rho/rhobar
-    train.torch_dataset()                        # a torch Dataset of (1, n, n, n) tensors
+    with ds.split("train") as train:             # checked: 4-D, cubic, finite, in range
+        train.batch(torch.tensor([5, 1, 7]))     # (3, 1, n, n, n) float32, transformed values
+        train.physical()                         # (M, n, n, n) float64 rho/rhobar
+        train.torch_dataset()                    # a torch Dataset of (1, n, n, n) tensors
 
-A split of at most IN_MEMORY_LIMIT bytes is read once and held in memory; a larger one is
-read from the file per batch (h5py wants increasing indices: they are sorted and the rows
-put back in the asked order), which gives the same batches.
+A split of at most IN_MEMORY_LIMIT bytes is read once and held in memory (its file is closed
+at once); a larger one is read from the file per batch (h5py wants increasing indices: they
+are sorted and the rows put back in the asked order), which gives the same batches, and holds
+the file open until `close()` or the end of the `with` block.
 """
 from __future__ import annotations
 
@@ -110,22 +111,40 @@ class Dataset:
 
 
 class Split:
-    """One split: `batch(indices)` -> (b, 1, n, n, n) float32 of transformed values."""
+    """One split: `batch(indices)` -> (b, 1, n, n, n) float32 of transformed values.
+
+    A split held in memory closes the file once it is read; a larger one keeps it open for
+    its batches until `close()` (or the end of a `with` block); a later read opens it again.
+    """
 
     def __init__(self, dataset: Dataset, name: str, *, check_finite: bool = True):
         self.dataset, self.name = dataset, name
-        self._pid, self._file = os.getpid(), _open(dataset.path)
-        self._dset = self._file[name]
-        shape = self._dset.shape
-        if len(shape) != 4 or len(set(shape[1:])) != 1:
-            raise DatasetError(f"{dataset.path}:{name} has shape {shape}, expected (M, n, n, n)")
-        self.cube = int(shape[1])
-        self.simulations = [int(s) for s in np.asarray(self._dset.attrs.get("simulations", []))]
+        self._pid, self._file, self._dset = None, None, None
         self._data = None
-        if self._dset.nbytes <= IN_MEMORY_LIMIT:
-            self._data = torch.from_numpy(self._dset[...].astype(np.float32, copy=False))
-            if check_finite:
-                self._check_values()
+        dset = self._handle()
+        try:
+            shape = dset.shape
+            if len(shape) != 4 or len(set(shape[1:])) != 1:
+                raise DatasetError(f"{dataset.path}:{name} has shape {shape}, expected "
+                                   "(M, n, n, n)")
+            self.cube, self._length = int(shape[1]), int(shape[0])
+            self.simulations = [int(s) for s in np.asarray(dset.attrs.get("simulations", []))]
+            if dset.nbytes <= IN_MEMORY_LIMIT:
+                self._data = torch.from_numpy(dset[...].astype(np.float32, copy=False))
+                self.close()   # all of it is in memory: the file is not needed again
+                if check_finite:
+                    self._check_values()
+        except BaseException:
+            self.close()
+            raise
+
+    def _handle(self):
+        """The split's HDF5 dataset, opened by this process (a DataLoader worker, or a split
+        closed before, opens the file again)."""
+        if self._file is None or self._pid != os.getpid():
+            self._pid, self._file = os.getpid(), _open(self.dataset.path)
+            self._dset = self._file[self.name]
+        return self._dset
 
     def _check_values(self) -> None:
         """Values a run can train on: finite, transformed values >= 0 (x >= 0), and, for the
@@ -155,7 +174,7 @@ class Split:
                                "made by it or is damaged")
 
     def __len__(self):
-        return int(self._dset.shape[0])
+        return self._length
 
     @property
     def in_memory(self) -> bool:
@@ -165,24 +184,22 @@ class Split:
         """Mean value of the split (of its first 1024 cubes when it is not in memory)."""
         if self._data is not None:
             return float(self._data.mean(dtype=torch.float64))
-        return float(np.mean(self._dset[:1024], dtype=np.float64))
+        return float(np.mean(self._handle()[:1024], dtype=np.float64))
 
     def batch(self, indices: torch.Tensor) -> torch.Tensor:
         if self._data is not None:
             return self._data[indices].unsqueeze(1)
-        if self._pid != os.getpid():   # a DataLoader worker: its own file handle
-            self._pid, self._file = os.getpid(), _open(self.dataset.path)
-            self._dset = self._file[self.name]
         idx = np.asarray(indices)
         order = np.argsort(idx)
-        rows = self._dset[np.sort(idx)]   # h5py wants increasing indices
+        rows = self._handle()[np.sort(idx)]   # h5py wants increasing indices
         out = np.empty_like(rows)
         out[order] = rows
         return torch.from_numpy(out.astype(np.float32, copy=False)).unsqueeze(1)
 
     def transformed(self) -> np.ndarray:
         """All cubes (M, n, n, n) as float64 transformed values."""
-        return (self._data.numpy() if self._data is not None else self._dset[...]).astype(np.float64)
+        return (self._data.numpy() if self._data is not None
+                else self._handle()[...]).astype(np.float64)
 
     def physical(self) -> np.ndarray:
         """All cubes (M, n, n, n) as float64 rho/rhobar, through the exact inverse transform."""
@@ -191,8 +208,17 @@ class Split:
     def torch_dataset(self) -> "CubeDataset":
         return CubeDataset(self)
 
-    def close(self):
-        self._file.close()
+    def close(self) -> None:
+        """Closes the file (if this process has it open); closing twice is harmless."""
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._pid, self._file, self._dset = None, None, None
+
+    def __enter__(self) -> "Split":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def __getstate__(self):   # a DataLoader worker under spawn reopens the file itself
         state = dict(self.__dict__)

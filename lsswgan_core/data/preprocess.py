@@ -1,4 +1,4 @@
-"""Snapshots -> training set of density cubes (`lsscore preprocess`, SPEC section 5).
+"""Snapshots -> training set of density cubes (`lsscore preprocess`).
 
 Per simulation: paint all particles chunk by chunk (NGP by default, the paper's histogram) on
 a `grid`^3 mesh; x = rho / rhobar; cut `cubes_per_box` cubes of `cube`^3 cells at random
@@ -6,6 +6,10 @@ origins with periodic wrap, each under a random one of the 48 cube symmetries (t
 shift-and-rotate augmentation, done per cube so no augmented box is ever materialised).
 Simulations, not cubes, are assigned to the train / val / dg splits. The transform is
 normalised by x_max of the train split, so it is applied once every simulation is done.
+
+Each snapshot is opened (its headers read) once: that Snapshot gives the box size and the
+files to stamp (below), and is then read chunk by chunk to paint, here or in a worker process,
+which is sent the Snapshot itself.
 
 Crash safety: each finished simulation's raw cubes go to `<out>.partial/sim_XXXXX.npy`,
 written under a temporary name and renamed, so a kill at any moment leaves only whole files
@@ -34,11 +38,11 @@ import torch
 from .._version import __version__
 from ..config import SPLITS, DataConfig
 from ..files import atomic_file, atomic_hdf5, exclusive_lock, write_text
-from ..io import open_snapshot
+from ..io import Snapshot, open_snapshot
 from ..ops import paint
 from ..progress import Progress
 from ..resources import require_disk, require_memory
-from .augment import apply_symmetry, random_crop
+from .augment import apply_symmetry, periodic_crop
 from .transform import Transform
 
 FORMAT_VERSION = 1
@@ -84,10 +88,10 @@ def cubes_per_simulation(splits: dict[str, list[int]], cfg: DataConfig) -> dict[
     return counts
 
 
-def cubes_of_simulation(path: str, index: int, cfg: DataConfig, box_size: float,
+def cubes_of_simulation(snap: Snapshot, index: int, cfg: DataConfig, box_size: float,
                         count: int) -> np.ndarray:
-    """x = rho/rhobar cubes of one simulation: (count, cube, cube, cube) float32."""
-    snap = _open(path, cfg)
+    """x = rho/rhobar cubes of simulation `index` from its opened snapshot:
+    (count, cube, cube, cube) float32."""
     grid = np.zeros((cfg.grid,) * 3, dtype=np.float32)
     total = 0
     for block in snap.iter_positions(ptype=cfg.ptype, chunk=cfg.chunk):
@@ -95,21 +99,21 @@ def cubes_of_simulation(path: str, index: int, cfg: DataConfig, box_size: float,
         paint(block, cfg.grid, box_size, scheme=cfg.scheme, out=grid)
         total += len(block)
     if total == 0:
-        raise ValueError(f"{path}: no particles of type {cfg.ptype}")
+        raise ValueError(f"{snap.files[0]}: no particles of type {cfg.ptype}")
     mean = grid.mean(dtype=np.float64)
     rng = np.random.default_rng([cfg.seed, index])
     out = np.empty((count,) + (cfg.cube,) * 3, dtype=np.float32)
     for c in range(count):
         origin = rng.integers(0, cfg.grid, 3)
         sym = int(rng.integers(0, 48))
-        out[c] = apply_symmetry(random_crop(grid, cfg.cube, origin), sym) / mean
+        out[c] = apply_symmetry(periodic_crop(grid, cfg.cube, origin), sym) / mean
     return out
 
 
 def _worker(args):
-    path, index, cfg, box, count, threads = args
+    snap, index, cfg, box, count, threads = args
     torch.set_num_threads(threads)
-    return index, cubes_of_simulation(path, index, cfg, box, count)
+    return index, cubes_of_simulation(snap, index, cfg, box, count)
 
 
 def preprocess(inputs, out, cfg: DataConfig | None = None, show_progress: bool = True) -> Path:
@@ -132,7 +136,7 @@ def preprocess(inputs, out, cfg: DataConfig | None = None, show_progress: bool =
 
 
 def _build(inputs: list[str], out: Path, cfg: DataConfig, show_progress: bool) -> Path:
-    snaps = [_open(p, cfg) for p in inputs]
+    snaps = [_open(p, cfg) for p in inputs]   # the only opening of each snapshot
     box = _common_box_size(inputs, snaps)
     stamps = [_input_stamp(s) for s in snaps]
     splits = assign_splits(len(inputs), cfg.fractions(), cfg.seed)
@@ -174,12 +178,12 @@ def _build(inputs: list[str], out: Path, cfg: DataConfig, show_progress: bool) -
         threads = max(1, torch.get_num_threads() // cfg.workers)
         ctx = mp.get_context("spawn")
         with ctx.Pool(min(cfg.workers, len(todo))) as pool:
-            jobs = [(inputs[i], i, cfg, box, counts[i], threads) for i in todo]
+            jobs = [(snaps[i], i, cfg, box, counts[i], threads) for i in todo]
             for index, cubes in pool.imap_unordered(_worker, jobs):
                 store(index, cubes)
     else:
         for i in todo:
-            store(i, cubes_of_simulation(inputs[i], i, cfg, box, counts[i]))
+            store(i, cubes_of_simulation(snaps[i], i, cfg, box, counts[i]))
     changed = [inputs[i] for i in todo if _input_stamp(snaps[i]) != stamps[i]]
     if changed:
         raise ValueError(f"input files changed while they were read: {', '.join(changed)}; "

@@ -111,8 +111,3 @@ class Snapshot:
     def _iter_raw(self, ptype: int, chunk: int) -> Iterator[tuple[Path, str, np.ndarray]]:
         """Yields (file, block name, (k, 3) positions in the file's unit)."""
         raise NotImplementedError  # pragma: no cover
-
-    def read_positions(self, ptype: int = 1) -> np.ndarray:
-        """All positions of a type at once (small snapshots and tests only)."""
-        parts = list(self.iter_positions(ptype))
-        return np.concatenate(parts) if parts else np.zeros((0, 3))
