@@ -58,8 +58,9 @@ def generate(checkpoint, n: int, *, batch: int | None = None, physical: bool = F
     """(cubes (n, c, c, c) float32 ndarray, attributes dict, cubes per second).
     checkpoint: a path, or a checkpoint already loaded (`run.load_checkpoint`). device: cpu or
     cuda; None: cuda when a GPU is visible. bn: 'standing' or 'batch' overrides the run's
-    model.sample_bn. Raises ValueError, before allocating, when the n cubes do not fit in the
-    memory available."""
+    model.sample_bn (the box generator has no BatchNorm: its cubes are c^3 windows of boxes,
+    drawn as in training). Raises ValueError, before allocating, when the n cubes do not fit
+    in the memory available."""
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     device = choose_device(device)
@@ -72,8 +73,9 @@ def generate(checkpoint, n: int, *, batch: int | None = None, physical: bool = F
     # the generator's widest activations hold about 16 floats per output cell
     require_memory(batch * cfg.model.cube**3 * 4 * 16, f"--batch {batch}: the generator's "
                    f"activations for {batch} cubes", "choose a smaller --batch")
-    bn = bn or cfg.model.sample_bn
-    if bn not in SAMPLE_BN:
+    boxes = cfg.model.generator == "box"
+    bn = "none" if boxes else bn or cfg.model.sample_bn
+    if bn not in SAMPLE_BN and not boxes:
         raise ValueError(f"the BatchNorm mode must be one of {', '.join(SAMPLE_BN)}, got {bn!r}")
     if bn == "batch" and batch < 2:
         raise ValueError("batch must be at least 2 (the generator's BatchNorm uses batch statistics)")
@@ -85,12 +87,12 @@ def generate(checkpoint, n: int, *, batch: int | None = None, physical: bool = F
         standing_statistics(generator, cfg.model.standing_batches, cfg.train.batch_size,
                             torch.Generator(device=device).manual_seed(int(seed) + 1), device)
     else:
-        generator.train()
+        generator.train(not boxes)
     out = np.empty((n,) + (cfg.model.cube,) * 3, dtype=np.float32)
     bar = Progress(n, "sample", enabled=show_progress)
     with torch.no_grad():
         for lo in range(0, n, batch):
-            z = torch.randn(batch, cfg.model.latent_dim, generator=rng, device=device)
+            z = generator.sample_latent(batch, generator=rng, device=device)
             cubes = generator(z)[: n - lo, 0].double()
             if physical:
                 cubes = transform.inverse(cubes)
