@@ -47,6 +47,9 @@ def _numbers(cast, example, hi):
 @click.option("--split-fractions", callback=_numbers(float, "0.8,0.1,0.1", 1.0), default=None,
               help="[data] split_fractions: train,val,dg fractions of the simulations (0.8,0.1,0.1).")
 @click.option("--seed", type=SEED, default=None, help="[data] seed (0).")
+@click.option("--keep-boxes/--no-keep-boxes", default=None,
+              help="[data] keep_boxes: also store each simulation's whole box (true), what the "
+                   "box generator trains on.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="[data] workers (1).")
 @click.option("--length-unit", type=click.Choice(["Mpc/h", "kpc/h"], case_sensitive=False),
               default=None, help="[data] length_unit, for files that do not state their unit.")

@@ -60,6 +60,9 @@ class DataConfig:
     transform_c: float = 11.0
     transform_s: float = 0.002
     ptype: int = 1                # the particle type painted (1: dark matter in Gadget files)
+    # also keep each simulation's whole painted box (rho/rhobar, group `boxes` of the file):
+    # what the box generator trains on, in random periodic crops
+    keep_boxes: bool = True
 
     def validate(self) -> None:
         _require(self.grid >= 1 and self.cube >= 1, "data.grid and data.cube must be positive")

@@ -15,7 +15,7 @@ import torch
 from click.testing import CliRunner
 
 from lsscore.main import cli
-from lsswgan_core.data import DataConfig, Dataset, Transform, assign_splits, preprocess
+from lsswgan_core.data import DataConfig, Dataset, DatasetError, Transform, assign_splits, preprocess
 from lsswgan_core.io import write_gadget, write_hdf5
 from lsswgan_core.sim.simulate import write_suite
 
@@ -34,7 +34,9 @@ def suite(tmp_path_factory):
 
 def _contents(path):
     with h5py.File(path, "r") as f:
-        data = {k: f[k][:] for k in f}
+        data = {}
+        f.visititems(lambda name, obj: data.__setitem__(name, obj[:])
+                     if isinstance(obj, h5py.Dataset) else None)
         attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items()}
     return data, attrs
 
@@ -58,7 +60,7 @@ def test_end_to_end_through_the_cli(tmp_path, suite):
     assert data["train"].shape == (3 * 6, 8, 8, 8) and data["dg"].shape == (6, 8, 8, 8)
     assert data["train"].min() >= 0 and data["train"].max() == pytest.approx(1.0)
     assert attrs["box_size"] == 64.0 and attrs["cube_size"] == 16.0 and attrs["grid"] == 32
-    assert attrs["scheme"] == "ngp" and attrs["format_version"] == 1
+    assert attrs["scheme"] == "ngp" and attrs["format_version"] == 2
     assert len(attrs["source_files"]) == 5
     with h5py.File(out) as f:
         sims = [set(f[k].attrs["simulations"].tolist()) for k in ("train", "val", "dg")]
@@ -255,3 +257,42 @@ def test_a_split_closes_its_file(tmp_path, monkeypatch, in_memory):
     train.close()
     train.close()
     assert not _is_open(path)
+
+
+def test_whole_boxes_are_kept_and_served_as_random_periodic_crops(tmp_path, suite):
+    """Each simulation's painted box is in the file (rho/rhobar, mean 1, split by simulation
+    as the cubes), and CropSplit serves crops of it: the transform of a periodic window under
+    one of the 48 symmetries, other crops every epoch, the same ones again for the same epoch."""
+    from lsswgan_core.data import CropSplit, apply_symmetry, periodic_crop
+
+    out = preprocess(suite, tmp_path / "boxes.h5", DataConfig(grid=16, cube=8, cubes_per_box=2,
+                                                                length_unit="Mpc/h"),
+                     show_progress=False)
+    data, attrs = _contents(out)
+    ds = Dataset(out)
+    assert ds.box_splits == {"train": 3, "val": 1, "dg": 1}
+    boxes = ds.boxes("train")
+    assert data["boxes/train"].shape == (3, 16, 16, 16) and boxes.cell_size == 4.0
+    np.testing.assert_allclose(data["boxes/train"].mean(axis=(1, 2, 3)), 1.0, rtol=1e-5)
+    assert attrs["box_x_max"] == pytest.approx(float(data["boxes/train"].max()))
+    assert attrs["box_x_max"] >= attrs["x_max"]     # the cubes are cut from the boxes
+    with h5py.File(out) as f:                         # split by simulation, as the cubes
+        assert list(f["boxes/val"].attrs["simulations"]) == list(f["val"].attrs["simulations"])
+    crops = CropSplit(boxes, 8, seed=1)
+    assert len(crops) == 3 * 8 and crops.cube == 8
+    first = crops.batch(torch.tensor([0, 4]))
+    assert first.shape == (2, 1, 8, 8, 8) and 0 <= float(first.min()) and float(first.max()) <= 1
+    rng = np.random.default_rng([1, 0, 4])           # crop 4 of epoch 0, by its definition
+    box = data["boxes/train"][4 % 3]
+    origin, sym = rng.integers(0, 16, 3), int(rng.integers(0, 48))
+    want = ds.box_transform.forward(apply_symmetry(periodic_crop(box, 8, origin), sym)
+                                    .astype(np.float64))
+    np.testing.assert_allclose(first[1, 0].numpy(), want, rtol=1e-6, atol=1e-7)
+    crops.set_epoch(1)
+    assert not torch.equal(crops.batch(torch.tensor([0, 4])), first)
+    crops.set_epoch(0)
+    assert torch.equal(crops.batch(torch.tensor([0, 4])), first)
+    with pytest.raises(DatasetError, match="keep-boxes"):
+        Dataset(preprocess(suite, tmp_path / "cubes.h5",
+                           DataConfig(grid=16, cube=8, cubes_per_box=2, length_unit="Mpc/h",
+                                      keep_boxes=False), show_progress=False)).boxes("train")

@@ -6,6 +6,10 @@
         train.batch(torch.tensor([5, 1, 7]))     # (3, 1, n, n, n) float32, transformed values
         train.physical()                         # (M, n, n, n) float64 rho/rhobar
         train.torch_dataset()                    # a torch Dataset of (1, n, n, n) tensors
+    ds.box_splits                                # {'train': 12, 'val': 2, 'dg': 2} whole boxes
+    boxes = ds.boxes("train")                    # rho/rhobar boxes (S, grid, grid, grid)
+    crops = CropSplit(boxes, 32, seed=0)         # random periodic crops, as a split of cubes
+    crops.set_epoch(3); crops.batch(torch.tensor([0, 9]))   # (2, 1, 32, 32, 32), transformed
 
 A split of at most IN_MEMORY_LIMIT bytes is read once and held in memory (its file is closed
 at once); a larger one is read from the file per batch (h5py wants increasing indices: they
@@ -21,6 +25,7 @@ import numpy as np
 import torch
 
 from ..config import DataConfig
+from .augment import apply_symmetry, periodic_crop
 from .transform import Transform
 
 IN_MEMORY_LIMIT = 2 << 30   # bytes of a split held in memory; larger splits are read per batch
@@ -84,7 +89,11 @@ class Dataset:
         self.path = str(path)
         with _open(self.path) as f:
             self.attrs = {k: _plain(v) for k, v in f.attrs.items()}
-            self.splits = {k: int(f[k].shape[0]) for k in f.keys() if len(f[k].shape) >= 1}
+            self.splits = {k: int(v.shape[0]) for k, v in f.items()
+                           if hasattr(v, "shape") and len(v.shape) >= 1}
+            group = f.get("boxes")
+            self.box_splits = {k: int(v.shape[0]) for k, v in group.items()} \
+                if group is not None and not hasattr(group, "shape") else {}
         self._transform = None
 
     @property
@@ -101,6 +110,24 @@ class Dataset:
             raise SplitNotFoundError(f"{self.path} has no split {name!r} (it has "
                                      f"{', '.join(sorted(self.splits)) or 'none'})")
         return Split(self, name, check_finite=check_finite)
+
+    def boxes(self, name: str) -> "BoxSplit":
+        """The whole boxes of a split (files made with data.keep_boxes)."""
+        if name not in self.box_splits:
+            raise SplitNotFoundError(
+                f"{self.path} has no whole boxes of split {name!r}" + (
+                    f" (it has boxes of {', '.join(sorted(self.box_splits))})" if self.box_splits
+                    else "; preprocess it again with --keep-boxes (data.keep_boxes = true)"))
+        return BoxSplit(self, name)
+
+    @property
+    def box_transform(self) -> Transform:
+        """The transform of the box generator: the dataset's, normalised by the largest x of
+        the train boxes (box_x_max) instead of the train cubes'."""
+        if "box_x_max" not in self.attrs:
+            raise DatasetError(f"{self.path} records no box_x_max (made without whole boxes)")
+        t = self.transform
+        return Transform(x_max=float(self.attrs["box_x_max"]), c=t.c, s=t.s, name=t.name)
 
     def summary(self) -> str:
         """One line: the cube counts per split and x_max."""
@@ -239,3 +266,88 @@ class CubeDataset(torch.utils.data.Dataset):
         if not 0 <= i < len(self.split):
             raise IndexError(f"index {i} out of range for a split of {len(self.split)} cubes")
         return self.split.batch(torch.tensor([i]))[0]
+
+
+class BoxSplit:
+    """The whole boxes of one split, x = rho/rhobar (S, n, n, n) float32, read once into
+    memory when they fit in IN_MEMORY_LIMIT bytes, else a box at a time from the file."""
+
+    def __init__(self, dataset: Dataset, name: str):
+        self.dataset, self.name = dataset, name
+        with _open(dataset.path) as f:
+            dset = f["boxes"][name]
+            shape = dset.shape
+            if len(shape) != 4 or len(set(shape[1:])) != 1 or shape[0] < 1:
+                raise DatasetError(f"{dataset.path}:boxes/{name} has shape {shape}, expected "
+                                   "(S, n, n, n) with S >= 1")
+            self.n, self._length = int(shape[1]), int(shape[0])
+            self._data = dset[...] if dset.nbytes <= IN_MEMORY_LIMIT else None
+        if self._data is not None and not np.isfinite(self._data).all():
+            raise DatasetError(f"{dataset.path}:boxes/{name} contains NaN or infinite values")
+        self._cached = (None, None)
+
+    def __len__(self):
+        return self._length
+
+    @property
+    def cell_size(self) -> float:
+        return float(self.dataset.attrs["box_size"]) / self.n
+
+    def box(self, index: int) -> np.ndarray:
+        """Box `index`, x = rho/rhobar (n, n, n) float32."""
+        if self._data is not None:
+            return self._data[index]
+        if self._cached[0] != index:
+            with _open(self.dataset.path) as f:
+                self._cached = (index, f["boxes"][self.name][index])
+        return self._cached[1]
+
+    def physical(self) -> np.ndarray:
+        """All boxes (S, n, n, n) float64 rho/rhobar."""
+        return np.stack([self.box(i) for i in range(len(self))]).astype(np.float64)
+
+
+class CropSplit:
+    """Random periodic crops of whole boxes, served like a split of cubes (`len`, `batch`,
+    `mean`, `cube`): transformed values (the dataset's box_transform), (b, 1, c, c, c).
+
+    Crop `i` of epoch `e` is cut from box i mod S at an origin and under one of the 48 cube
+    symmetries drawn from the seed (seed, e, i): every epoch other crops (periodic shifts and
+    symmetries are exact augmentations of a periodic box), the same ones on a rerun or a
+    resume. An epoch has S (n / c)^3 crops, the boxes' volume once."""
+
+    def __init__(self, boxes: BoxSplit, size: int, seed: int = 0):
+        if not 1 <= size <= boxes.n:
+            raise DatasetError(f"crops of {size}^3 do not fit in boxes of {boxes.n}^3")
+        self.boxes, self.cube, self.seed = boxes, int(size), int(seed)
+        self.transform = boxes.dataset.box_transform
+        self.epoch = 0
+        self._length = len(boxes) * max(1, (boxes.n // size) ** 3)
+
+    def __len__(self):
+        return self._length
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def crop(self, index: int) -> np.ndarray:
+        """Crop `index` of the current epoch, x = rho/rhobar (c, c, c) float32."""
+        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        box = self.boxes.box(int(index) % len(self.boxes))
+        origin = rng.integers(0, self.boxes.n, 3)
+        return apply_symmetry(periodic_crop(box, self.cube, origin), int(rng.integers(0, 48)))
+
+    def batch(self, indices: torch.Tensor) -> torch.Tensor:
+        x = np.stack([self.crop(i) for i in np.asarray(indices).tolist()]).astype(np.float64)
+        return torch.from_numpy(self.transform.forward(x).astype(np.float32)).unsqueeze(1)
+
+    def mean(self) -> float:
+        """The mean transformed value over (the first 64 crops of epoch 0 of) the split."""
+        epoch, self.epoch = self.epoch, 0
+        try:
+            return float(self.batch(torch.arange(min(64, len(self)))).mean(dtype=torch.float64))
+        finally:
+            self.epoch = epoch
+
+    def close(self) -> None:
+        pass

@@ -45,7 +45,7 @@ from ..resources import require_disk, require_memory
 from .augment import apply_symmetry, periodic_crop
 from .transform import Transform
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: the group `boxes` and box_x_max (data.keep_boxes)
 
 
 def assign_splits(n_sims: int, fractions, seed: int) -> dict[str, list[int]]:
@@ -89,9 +89,9 @@ def cubes_per_simulation(splits: dict[str, list[int]], cfg: DataConfig) -> dict[
 
 
 def cubes_of_simulation(snap: Snapshot, index: int, cfg: DataConfig, box_size: float,
-                        count: int) -> np.ndarray:
-    """x = rho/rhobar cubes of simulation `index` from its opened snapshot:
-    (count, cube, cube, cube) float32."""
+                        count: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """x = rho/rhobar cubes of simulation `index` from its opened snapshot, (count, cube,
+    cube, cube) float32, and its whole box x (grid^3 float32; None unless cfg.keep_boxes)."""
     grid = np.zeros((cfg.grid,) * 3, dtype=np.float32)
     total = 0
     for block in snap.iter_positions(ptype=cfg.ptype, chunk=cfg.chunk):
@@ -107,13 +107,13 @@ def cubes_of_simulation(snap: Snapshot, index: int, cfg: DataConfig, box_size: f
         origin = rng.integers(0, cfg.grid, 3)
         sym = int(rng.integers(0, 48))
         out[c] = apply_symmetry(periodic_crop(grid, cfg.cube, origin), sym) / mean
-    return out
+    return out, ((grid / mean).astype(np.float32) if cfg.keep_boxes else None)
 
 
 def _worker(args):
     snap, index, cfg, box, count, threads = args
     torch.set_num_threads(threads)
-    return index, cubes_of_simulation(snap, index, cfg, box, count)
+    return index, *cubes_of_simulation(snap, index, cfg, box, count)
 
 
 def preprocess(inputs, out, cfg: DataConfig | None = None, show_progress: bool = True) -> Path:
@@ -146,10 +146,17 @@ def _build(inputs: list[str], out: Path, cfg: DataConfig, show_progress: bool) -
     require_memory(max(counts.values()) * cube_bytes * 2 + 4 * cfg.grid**3, what,
                    "ask for fewer cubes")
     require_disk(sum(counts.values()) * cube_bytes * 2, out, what, "ask for fewer cubes")
+    if cfg.keep_boxes:
+        require_disk(len(inputs) * 4 * cfg.grid**3 * 2, out,
+                     f"the whole boxes ({len(inputs)} of {cfg.grid}^3 float32)",
+                     "pass --no-keep-boxes (the cube generator does not need them)")
     partial = _partial_dir(out, cfg, inputs)
 
     def sim_file(index):
         return partial / f"sim_{index:05d}.npy"
+
+    def box_file(index):
+        return partial / f"box_{index:05d}.npy"
 
     def stamp_file(index):
         return partial / f"sim_{index:05d}.json"
@@ -157,7 +164,7 @@ def _build(inputs: list[str], out: Path, cfg: DataConfig, show_progress: bool) -
     def done(index):
         try:
             return sim_file(index).exists() and json.loads(stamp_file(index).read_text()) == \
-                stamps[index]
+                stamps[index] and (box_file(index).exists() or not cfg.keep_boxes)
         except (OSError, ValueError):
             return False
 
@@ -168,8 +175,11 @@ def _build(inputs: list[str], out: Path, cfg: DataConfig, show_progress: bool) -
     bar = Progress(len(inputs), "preprocess", enabled=show_progress)
     bar.update(len(inputs) - len(todo))
 
-    def store(index, cubes):
+    def store(index, cubes, whole):
         write_text(stamp_file(index), json.dumps(stamps[index]))  # first: cubes never lack it
+        if whole is not None:    # before the cubes, which mark the simulation done
+            with atomic_file(box_file(index)) as f:
+                np.save(f, whole)
         with atomic_file(sim_file(index)) as f:
             np.save(f, cubes)
         bar.update(1, f"sim {index}")
@@ -179,16 +189,16 @@ def _build(inputs: list[str], out: Path, cfg: DataConfig, show_progress: bool) -
         ctx = mp.get_context("spawn")
         with ctx.Pool(min(cfg.workers, len(todo))) as pool:
             jobs = [(snaps[i], i, cfg, box, counts[i], threads) for i in todo]
-            for index, cubes in pool.imap_unordered(_worker, jobs):
-                store(index, cubes)
+            for index, cubes, whole in pool.imap_unordered(_worker, jobs):
+                store(index, cubes, whole)
     else:
         for i in todo:
-            store(i, cubes_of_simulation(snaps[i], i, cfg, box, counts[i]))
+            store(i, *cubes_of_simulation(snaps[i], i, cfg, box, counts[i]))
     changed = [inputs[i] for i in todo if _input_stamp(snaps[i]) != stamps[i]]
     if changed:
         raise ValueError(f"input files changed while they were read: {', '.join(changed)}; "
                          "rerun to recompute those simulations")
-    _write(out, cfg, inputs, box, splits, sim_file)
+    _write(out, cfg, inputs, box, splits, sim_file, box_file)
     shutil.rmtree(partial)
     return out
 
@@ -229,9 +239,12 @@ def _partial_dir(out: Path, cfg: DataConfig, inputs: list[str]) -> Path:
     return partial
 
 
-def _write(out: Path, cfg: DataConfig, inputs, box: float, splits, sim_file) -> None:
+def _write(out: Path, cfg: DataConfig, inputs, box: float, splits, sim_file, box_file) -> None:
     """The transformed splits and the attributes, to a temporary name, then renamed to
-    `out`. The transform's x_max comes from the train split. Written through
+    `out`. The transform's x_max comes from the train split. With cfg.keep_boxes, the group
+    `boxes` holds each split's whole boxes as rho/rhobar (float32, (S, grid, grid, grid),
+    chunks of 32^3), and `box_x_max` the largest x of the train boxes (the box generator's
+    transform: a box holds larger x than the cubes cut from it). Written through
     lsswgan_core.files.atomic_hdf5: the file is streamed simulation by simulation (never
     whole in memory), and a failed write stops the loop, removes the temporary file and
     raises WriteError, the previous `out` (if any) untouched."""
@@ -252,6 +265,7 @@ def _write(out: Path, cfg: DataConfig, inputs, box: float, splits, sim_file) -> 
                 start += len(block)
                 check()
             dset.attrs["simulations"] = np.array(sims, dtype=np.int64)
+        box_x_max = _write_boxes(f, cfg, splits, box_file, check) if cfg.keep_boxes else None
         attrs = {**transform.attrs(), "x_max": x_max, "box_size": box,
                  "cube_size": box * cfg.cube / cfg.grid, "grid": cfg.grid, "cube": cfg.cube,
                  "cubes_per_box": cfg.cubes_per_box, "split_cubes": np.array(cfg.split_cubes, np.int64),
@@ -259,5 +273,30 @@ def _write(out: Path, cfg: DataConfig, inputs, box: float, splits, sim_file) -> 
                  "split": np.array(cfg.fractions()), "source_files": np.array(inputs, dtype="S"),
                  "package_version": __version__, "format_version": FORMAT_VERSION,
                  "units": "box_size and cube_size in Mpc/h; values are transformed rho/rhobar"}
+        if box_x_max is not None:
+            attrs["box_x_max"] = box_x_max
         for key, value in attrs.items():
             f.attrs[key] = value
+
+
+def _write_boxes(f, cfg: DataConfig, splits, box_file, check) -> float:
+    """The group `boxes`: one dataset per split of whole boxes (rho/rhobar); returns the
+    largest x of the train boxes."""
+    group = f.create_group("boxes")
+    group.attrs["values"] = "rho/rhobar (x = 1 + delta), the simulation's mean as rhobar"
+    chunk = (1,) + (min(cfg.grid, 32),) * 3
+    x_max = 0.0
+    for name in SPLITS:
+        sims = splits[name]
+        dset = group.create_dataset(name, (len(sims),) + (cfg.grid,) * 3, dtype="f4",
+                                    chunks=chunk if sims else None,
+                                    compression="gzip" if sims else None,
+                                    compression_opts=4 if sims else None)
+        for row, index in enumerate(sims):
+            whole = np.load(box_file(index))
+            if name == "train":
+                x_max = max(x_max, float(whole.max()))
+            dset[row] = whole
+            check()
+        dset.attrs["simulations"] = np.array(sims, dtype=np.int64)
+    return x_max
