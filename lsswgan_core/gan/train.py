@@ -37,11 +37,11 @@ import numpy as np
 import torch
 
 from ..config import Config, config_to_toml, load_config
-from ..data.dataset import Dataset, DatasetError, Split, data_config_of
+from ..data.dataset import CropSplit, Dataset, DatasetError, Split, data_config_of
 from .distributed import DeviceError, Distributed, choose_device, configure_cuda, default_device
 from .duality_gap import duality_gap
 from .losses import critic_loss, generator_loss, train_split_units, weighted_summary
-from .models import init_output_bias
+from .models import init_output_bias, input_spectrum
 from ..progress import Progress
 from .run import (Reporter, RunDir, RunError, build_models, load_checkpoint, save_checkpoint)
 
@@ -174,27 +174,39 @@ def _resolve_config(run: RunDir, config, resume: bool, seed: int | None) -> Conf
 
 
 def _open_splits(data, config: Config, dist: Distributed):
-    """(train split, dg split or None, critic steps per epoch), with clear refusals."""
+    """(dataset, train split, dg split or None, critic steps per epoch), with clear
+    refusals. The box generator's splits are random crops of the whole boxes."""
+    boxes = config.model.generator == "box"
+
+    def split(name):
+        if boxes:
+            return CropSplit(dataset.boxes(name), config.model.cube, config.train.seed)
+        return dataset.split(name)
+
     try:
         dataset = Dataset(data)
-        train_split = dataset.split("train")
+        train_split = split("train")
     except DatasetError as exc:
         raise TrainingError(str(exc)) from None
     if train_split.cube != config.model.cube:
+        train_split.close()
         raise TrainingError(f"{data}: cubes are {train_split.cube}^3 but the model takes "
                             f"{config.model.cube}^3 (preprocess with --cube {config.model.cube})")
     steps = len(train_split) // dist.world // config.train.batch_size
     if steps < 1:
+        train_split.close()
         raise TrainingError(f"{data}: the train split has {len(train_split)} cubes, fewer than "
                             f"one batch of {config.train.batch_size} per process "
                             f"({dist.world} processes)")
     dc, dg_split = config.duality_gap, None
     if dc.enabled and dist.main:
         try:
-            dg_split = dataset.split("dg")
+            dg_split = split("dg")
         except DatasetError:
             dg_split = None
         if dg_split is None or len(dg_split) < dc.batch_size:
+            if dg_split is not None:
+                dg_split.close()
             dg_split = None
             print(f"note: {data} has no dg split of at least {dc.batch_size} cubes; "
                   "the duality gap is not computed")
@@ -216,7 +228,7 @@ def _build_state(data, dataset, train_split, run, config, resume, device, dist) 
         opt_generator=torch.optim.Adam(generator.parameters(), lr=oc.lr_generator or oc.lr,
                                        betas=oc.betas),
         reporter=Reporter(run.metrics if dist.main else None),
-        dataset_attrs=json.dumps({**dataset.attrs, "path": str(Path(data).resolve().name)}))
+        dataset_attrs=json.dumps(_run_attrs(dataset, data, train_split)))
     start_epoch = 0
     ckpt = load_checkpoint(run.last, map_location=device) if resume else None
     if resume:
@@ -225,6 +237,11 @@ def _build_state(data, dataset, train_split, run, config, resume, device, dist) 
             run.config.write_text(config_to_toml(config))
     else:
         config.data = data_config_of(dataset.attrs, config.data)
+        if isinstance(train_split, CropSplit):   # the large-scale input's spectrum, once
+            boxes = train_split.boxes
+            generator.set_input_power(*input_spectrum(
+                config.model.box_input, boxes.cell_size, torch.from_numpy(boxes.physical())),
+                cell_size=boxes.cell_size)
         if config.model.init_output_bias:
             init_output_bias(generator, train_split.mean())
         if config.summary.units == "train" and config.train.lambda_summ > 0:
@@ -237,6 +254,17 @@ def _build_state(data, dataset, train_split, run, config, resume, device, dist) 
             state.generator_ema.load_state_dict(ckpt["generator_ema"])
     state.t_start = time.perf_counter()
     return state, start_epoch
+
+
+def _run_attrs(dataset: Dataset, data, train_split) -> dict:
+    """The dataset's attributes as the run records them (what sampling and evaluation read):
+    for the box generator, the transform is the boxes' (x_max of the train boxes)."""
+    attrs = {**dataset.attrs, "path": str(Path(data).resolve().name)}
+    if isinstance(train_split, CropSplit):
+        x_max = train_split.transform.x_max
+        attrs.update(transform_x_max=x_max, x_max=x_max, generator="box",
+                     cell_size=train_split.boxes.cell_size)
+    return attrs
 
 
 def _restore(state: TrainState, ckpt: dict) -> int:
@@ -261,8 +289,19 @@ def _restore(state: TrainState, ckpt: dict) -> int:
 
 
 def _train(data, run, config, resume, device, dist, show_progress, max_epochs):
-    tc = config.train
     dataset, train_split, dg_split, steps = _open_splits(data, config, dist)
+    try:
+        return _train_on(data, dataset, train_split, dg_split, steps, run, config, resume,
+                         device, dist, show_progress, max_epochs)
+    finally:
+        for split in (train_split, dg_split):
+            if split is not None:
+                split.close()
+
+
+def _train_on(data, dataset, train_split, dg_split, steps, run, config, resume, device, dist,
+              show_progress, max_epochs):
+    tc = config.train
     state, start_epoch = _build_state(data, dataset, train_split, run, config, resume, device,
                                       dist)
     if dist.main and not resume and tc.checkpoint_every > 0:   # the untrained models
@@ -288,6 +327,8 @@ def train_epoch(state: TrainState, split: Split, epoch: int, steps: int,
                 show_progress: bool) -> None:
     """One pass of the critic over the split, a generator step every n_critic critic steps."""
     tc, dist = state.config.train, state.dist
+    if hasattr(split, "set_epoch"):   # crops of whole boxes: other ones every epoch
+        split.set_epoch(epoch)
     shuffle = random_stream("cpu", tc.seed, epoch, 0, PURPOSE_SHUFFLE)
     order = torch.randperm(len(split), generator=shuffle)[dist.rank::dist.world]
     rng = random_stream(state.device, tc.seed, epoch, dist.rank, PURPOSE_STEPS)
