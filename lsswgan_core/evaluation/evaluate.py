@@ -133,11 +133,11 @@ def _jsonable(obj):
 def load_split(data, split: str):
     """(physical cubes (M, n, n, n) float64, attributes, transform) of a dataset split."""
     dataset = Dataset(data)
-    part = dataset.split(split, check_finite=False)
-    if len(part) < 2:
-        raise DatasetError(f"{data}: the {split!r} split has {len(part)} cubes; "
-                           "at least 2 are needed for means and spreads")
-    real = part.physical()
+    with dataset.split(split, check_finite=False) as part:
+        if len(part) < 2:
+            raise DatasetError(f"{data}: the {split!r} split has {len(part)} cubes; "
+                               "at least 2 are needed for means and spreads")
+        real = part.physical()
     if not np.isfinite(real).all():
         raise DatasetError(f"{data}: the {split!r} split contains NaN or infinite values")
     return real, dataset.attrs, dataset.transform
