@@ -233,3 +233,89 @@ def compatibility(metrics: dict, path) -> Path:
         ax.set_yscale("log")
     fig.tight_layout()
     return _save(fig, path)
+
+
+BASE = "#7f7f7f"
+
+
+def box_slices(real: np.ndarray, fake: np.ndarray, baseline: np.ndarray, box_size: float,
+               path) -> Path:
+    """Full-width slices (4 cells thick, projected) of a real box, a generated box and the
+    remapped-Gaussian baseline, log10(1 + rho/rhobar) on one colour scale; the generated box
+    is also shown rolled by half a box, so that its wrap faces cross the middle."""
+    plt = _plt()
+    mid, thick = real.shape[-1] // 2, 4
+    images = [(real, "real (held out)"), (fake, "generated"),
+              (np.roll(fake, (fake.shape[0] // 2, fake.shape[1] // 2), (0, 1)),
+               "generated, rolled by half a box (its wrap faces cross the middle)"),
+              (baseline, "remapped Gaussian (the baseline)")]
+    images = [(np.log10(1 + x[mid:mid + thick].mean(0)), t) for x, t in images]
+    vmax = max(img.max() for img, _ in images)
+    fig, axes = plt.subplots(1, 4, figsize=(20, 5.4))
+    for ax, (img, title) in zip(axes, images):
+        im = ax.imshow(img.T, vmin=0, vmax=vmax, cmap="inferno", origin="lower",
+                       extent=(0, box_size, 0, box_size))
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("Mpc/h")
+    fig.colorbar(im, ax=axes, shrink=0.8, label=r"$\log_{10}(1 + \rho/\bar\rho)$")
+    return _save(fig, path)
+
+
+def box_power(report: dict, path) -> Path:
+    """P(k) of whole boxes from the fundamental to the corner: real (1-sigma and the Gaussian
+    sqrt(2/N_modes) band), generated, the baseline and boxes of other sizes; ratio panel."""
+    plt = _plt()
+    k = np.asarray(report["k"], float)
+    pr, pg = report["power_real"], report["power_generated"]
+    mu, sd = np.asarray(pr["mean"], float), np.asarray(pr["std"], float)
+    band = np.asarray(report["gaussian_band"], float)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.5), sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 1.3]})
+    top.fill_between(k, mu * (1 - band), mu * (1 + band), color=REAL, alpha=0.15, lw=0,
+                     label=r"Gaussian band $\sqrt{2/N_{\rm modes}}$")
+    top.fill_between(k, np.clip(mu - sd, 1e-30, None), mu + sd, color=REAL, alpha=0.3, lw=0)
+    top.plot(k, mu, color=REAL, label=f"real ({report['count']} boxes)")
+    top.plot(k, np.asarray(pg["mean"], float), color=FAKE, label="generated")
+    top.plot(k, np.asarray(report["power_baseline"]["mean"], float), color=BASE, ls="--",
+             label="remapped Gaussian")
+    for cells, block in report.get("size_independence", {}).items():
+        top.plot(np.asarray(block["k"]), np.asarray(block["power"]).ravel(), lw=0.8, alpha=0.8,
+                 label=f"generated {cells}$^3$ (bins of the real)")
+    crop_k = 2 * math.pi / (report["cell_size"] * report["crop"])
+    for ax in (top, bottom):
+        ax.axvline(crop_k, color="0.4", lw=0.8, ls=":")
+    top.text(crop_k, 0.03, " crop", transform=top.get_xaxis_transform(), fontsize=8)
+    top.set_yscale("log")
+    _log_x(top)
+    top.set_ylabel(r"$P(k)$ [(Mpc/$h$)$^3$]")
+    top.legend(fontsize=8)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bottom.fill_between(k, 1 - sd / mu, 1 + sd / mu, color=REAL, alpha=0.25, lw=0)
+    bottom.plot(k, np.asarray(report["ratio"], float), color=FAKE)
+    bottom.plot(k, np.asarray(report["ratio_baseline"], float), color=BASE, ls="--")
+    bottom.axhline(1, color="k", lw=0.6)
+    bottom.set_ylim(0, 2)
+    bottom.set_ylabel("/ real")
+    bottom.set_xlabel(r"$k$ [$h$/Mpc]")
+    return _save(fig, path)
+
+
+def box_seams(report: dict, path) -> Path:
+    """The seam statistics of generated boxes, the baseline and real boxes, each beside the
+    99th percentile of its seam-free null (real boxes rolled at random)."""
+    plt = _plt()
+    seams = report["seams"]
+    names = list(seams)
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for dx, key, color in ((-0.25, "real", REAL), (0.0, "generated", FAKE),
+                           (0.25, "baseline", BASE)):
+        ax.bar(x + dx, [seams[n][key] for n in names], width=0.25, color=color, label=key)
+    ax.scatter(x, [seams[n]["null_p99"] for n in names], marker="_", s=600, color="k",
+               label="null, 99th percentile", zorder=3)
+    ax.set_xticks(x, [n.replace("_", " ") for n in names], fontsize=8)
+    ax.axhline(1, color="0.5", lw=0.6)
+    ax.set_ylabel("statistic (1: no seam)")
+    ax.set_title(f"tiled vs whole: max |difference| = {report['tiled_vs_whole']:.2g}", fontsize=9)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
