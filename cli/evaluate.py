@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import numpy as np
 
 from lsswgan_core.config import DEVICES, SAMPLE_BN
 
@@ -28,14 +29,17 @@ from ._options import SEED, output_dir
               help="[model] sample_bn for the generated cubes (default: the run's).")
 @click.option("--device", type=click.Choice(DEVICES), default=None,
               help="cpu or cuda (default: cuda when a GPU is visible, else cpu).")
-def evaluate(checkpoint, data, split, n, out, seed, sample_bn, device):
+@click.option("--boxes/--no-boxes", default=None,
+              help="Also compare whole generated boxes with the split's real boxes (default: "
+                   "when the run trained the box generator).")
+def evaluate(checkpoint, data, split, n, out, seed, sample_bn, device, boxes):
     """Compare generated cubes with a real split in physical units (P(k) up to the cube's
     corner, mass and peak histograms, bispectrum; compatibility, P ratio, checkerboard
     indicator and diversity per bin, Frechet distances) and draw Figs. 4-8."""
     from lsswgan_core.evaluation.evaluate import evaluate as run  # noqa: PLC0415
 
     metrics = run(checkpoint, data, out, split=split, n=n, seed=seed, device=device,
-                  show_progress=True, bn=sample_bn)
+                  show_progress=True, bn=sample_bn, boxes=boxes)
     for name, block in metrics.get("summaries", {}).items():
         click.echo(f"{name:<16} compatibility (mean over bins) {block['compatibility_mean']:.3f}"
                    f"   Frechet distance {block['frechet_distance']:.4g}")
@@ -45,6 +49,14 @@ def evaluate(checkpoint, data, split, n, out, seed, sample_bn, device):
                    f"{checks['ratio_max_below_nyquist']:.3f}]; checkerboard "
                    f"{checks['checkerboard']:.3f}; diversity (sigma_gen/sigma_real, median over "
                    f"P(k) bins) {metrics['summaries']['power_spectrum']['diversity_median']:.3f}")
+    b = metrics.get("boxes")
+    if b:
+        ratio = np.asarray(b["ratio"], float)
+        click.echo(f"whole boxes ({b['count']} of {b['cells']}^3): P_gen/P_real in "
+                   f"[{np.nanmin(ratio):.3f}, {np.nanmax(ratio):.3f}]; tiled vs whole "
+                   f"{b['tiled_vs_whole']:.2g}; seams above the null's 99th percentile: "
+                   + (", ".join(k for k, v in b["seams"].items()
+                                if v["generated"] > v["null_p99"]) or "none"))
     click.echo(f"report: {out / 'metrics.json'} and {len(metrics['figures'])} figures in {out}")
     for problem in metrics["problems"]:
         click.echo(f"warning: {problem}", err=True)

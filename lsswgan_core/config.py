@@ -240,6 +240,9 @@ class EvaluateConfig:
     peak_radius: int = 2          # peaks: strict maxima over (2 r + 1)^3, open boundary
     bispectrum_pairs: tuple = ((3.0, 3.0), (3.0, 6.0))   # (k1, k2) in units of k_F of the cube
     n_theta: int = 9              # angles between k1 and k2, evenly in (0.05, 0.95) pi
+    # whole boxes (the box generator): one generated box of each of these multiples of the
+    # real boxes' side, for the size-independence check of P(k)
+    box_sizes: tuple = (2, 4)
 
     def validate(self) -> None:
         _require(bool(self.split), "evaluate.split must name a split (train, val or dg)")
@@ -248,6 +251,8 @@ class EvaluateConfig:
                  "evaluate.hist_bins, peak_radius and n_theta must be >= 1")
         _require(all(len(p) == 2 and min(p) > 0 for p in self.bispectrum_pairs),
                  "evaluate.bispectrum_pairs must be pairs of positive numbers")
+        _require(all(1 <= s <= 16 for s in self.box_sizes),
+                 "evaluate.box_sizes must be multiples of the box side in [1, 16]")
 
 
 @dataclass

@@ -206,3 +206,16 @@ def test_box_run_trains_resumes_bit_exactly_and_samples_boxes(box_dataset, tmp_p
             box = f["boxes"][0]
         assert box.shape == (n, n, n) and np.isfinite(box).all() and box.min() >= 0
         assert meta["box_size"] == n * 2.0
+    from lsswgan_core.config import EvaluateConfig
+    from lsswgan_core.evaluation.evaluate import evaluate
+
+    metrics = evaluate(tmp_path / "whole" / "checkpoints" / "last.pt", box_dataset,
+                       tmp_path / "report", config=EvaluateConfig(n_cubes=4, box_sizes=(2,)))
+    boxes = metrics["boxes"]
+    assert boxes["cells"] == 64 and boxes["tiled_vs_whole"] <= 1e-5, metrics["problems"]
+    assert set(boxes["seams"]) == {"lattice_tile", "lattice_crop", "axis_excess", "face_tile",
+                                   "face_wrap", "phase_tile"}
+    assert {"box_slices.png", "box_power.png", "box_seams.png"} <= \
+        {p.name for p in (tmp_path / "report").glob("*.png")}
+    saved = __import__("json").loads((tmp_path / "report" / "metrics.json").read_text())
+    assert saved["boxes"]["size_independence"].keys() == {"128"}

@@ -146,12 +146,14 @@ def load_split(data, split: str):
 def evaluate(checkpoint, data, out, *, split: str | None = None, n: int | None = None,
              seed: int | None = None, device: str | None = None, run_dir=None,
              show_progress: bool = False, config: EvaluateConfig | None = None,
-             bn: str | None = None) -> dict:
+             bn: str | None = None, boxes: bool | None = None) -> dict:
     """Write metrics.json and the figures into `out`; returns the metrics dictionary
     (with `problems`: what could not be done). The settings are the [evaluate] section of
     the checkpoint's config (or `config`), with split, n and seed overriding it; bn
     ('standing' or 'batch') overrides the run's BatchNorm mode for sampling; device: cpu or
-    cuda for the generator (None: cuda when a GPU is visible)."""
+    cuda for the generator (None: cuda when a GPU is visible). boxes: also the whole-box
+    report (`evaluation.boxes`, metrics key `boxes`); None: when the run's generator is the
+    box generator."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = Path(checkpoint)
@@ -178,10 +180,26 @@ def evaluate(checkpoint, data, out, *, split: str | None = None, n: int | None =
         figures += _compare(real, fake, attrs, ecfg, metrics, problems, out)
     if records:
         figures += _training_figures(records, metrics, problems, out)
+    if boxes or (boxes is None and isinstance(ckpt, dict) and _is_box_run(ckpt)):
+        try:
+            from .boxes import evaluate_boxes  # noqa: PLC0415
+
+            metrics["boxes"] = evaluate_boxes(ckpt, data, out, split=ecfg.split, seed=ecfg.seed,
+                                              sizes=ecfg.box_sizes)
+            figures += [Path(p) for p in metrics["boxes"]["figures"]]
+        except (DatasetError, RunError, ValueError, KeyError) as exc:
+            problems.append(f"whole boxes: {exc}")
     metrics["figures"] = [str(p) for p in figures if p is not None]
     metrics["problems"] = problems
     write_text(out / "metrics.json", json.dumps(_jsonable(metrics), indent=1))
     return metrics
+
+
+def _is_box_run(ckpt: dict) -> bool:
+    try:
+        return config_of_checkpoint(ckpt).model.generator == "box"
+    except RunError:
+        return False
 
 
 def _settings(ckpt, config, split, n, seed) -> EvaluateConfig:
