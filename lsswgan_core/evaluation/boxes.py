@@ -50,23 +50,41 @@ def generated_boxes(generator: BoxGenerator, n: int, count: int, seed: int,
 
 
 def remapped_gaussian(train: np.ndarray, n: int, count: int, cell_size: float,
-                      seed: int = 0) -> np.ndarray:
-    """(count, n, n, n) x = rho/rhobar: Gaussian fields with the P(k) of the train boxes' delta
-    (`input_spectrum('data')`), each remapped by rank onto the train boxes' voxel values."""
-    k, p = input_spectrum("data", cell_size, torch.from_numpy(train))
-    lk, lp = np.log(k), np.log(p)
-
-    def power(q):
-        return np.exp(np.interp(np.log(np.maximum(q, k[0])), lk, lp))
-
+                      seed: int = 0, iterations: int = 4) -> np.ndarray:
+    """(count, n, n, n) x = rho/rhobar: Gaussian fields remapped by rank onto the train boxes'
+    voxel values, their input spectrum corrected `iterations` times so that the remapped
+    fields' P(k) is the train boxes' (the remap alone changes it)."""
+    k, target = input_spectrum("data", cell_size, torch.from_numpy(train))
+    lk = np.log(k)
     values = np.sort(train.ravel())
-    out = []
-    for b in range(count):
-        g = gaussian_field(n, n * cell_size, power, seed=int(seed) * 1000 + b)
-        ranks = np.argsort(np.argsort(g.ravel()))
-        picks = ((ranks + 0.5) / ranks.size * values.size).astype(np.int64)
-        out.append(values[picks].reshape(g.shape))
-    return np.stack(out)
+    box = n * cell_size
+    spectrum = target.copy()
+
+    def draw():
+        lp = np.log(spectrum)
+
+        def power(q):
+            return np.exp(np.interp(np.log(np.maximum(q, k[0])), lk, lp))
+
+        out = []
+        for b in range(count):
+            g = gaussian_field(n, box, power, seed=int(seed) * 1000 + b)
+            ranks = np.argsort(np.argsort(g.ravel()))
+            picks = ((ranks + 0.5) / ranks.size * values.size).astype(np.int64)
+            out.append(values[picks].reshape(g.shape))
+        return np.stack(out)
+
+    boxes = draw()
+    for _ in range(iterations):
+        delta = boxes / boxes.mean(axis=(1, 2, 3), keepdims=True) - 1
+        kb, pb, modes = power_spectrum(torch.from_numpy(delta), box)
+        kb, pb = kb.numpy(), pb.numpy().mean(0)
+        good = (modes.numpy() > 0) & (pb > 0)
+        want = np.exp(np.interp(np.log(kb[good]), lk, np.log(target)))
+        ratio = np.exp(np.interp(lk, np.log(kb[good]), np.log(want / pb[good])))
+        spectrum = spectrum * ratio
+        boxes = draw()
+    return boxes
 
 
 def reduced_bispectrum(delta: np.ndarray, box_size: float, k1: float,
