@@ -17,11 +17,10 @@ one timer) and the library's own training steps.
               summary loss) at the paper's width and batch, and one duality gap
               (lsswgan_core.gan.duality_gap), timed with the one timer and projected to the
               paper's 500 epochs (configs/paper.toml's schedule)
+  whole_box   the box generator (lsswgan_core.gan.models.BoxGenerator) at that width on whole
+              boxes of 256^3 and 512^3 cells: seconds per box, boxes per second, peak memory
   summary     a row per section and the headline numbers against the issue's targets (for an
               H200; judged on a GPU only): OUT/gpu_check.md; everything in OUT/gpu_check.json
-
-A whole-box generator section goes in SECTIONS (a function Check -> dict) with its rows in
-`summary_rows`: the `whole_box` hook below marks the place.
 
 Each section is guarded: one that fails is recorded as an error string and the rest still run
 (the exit status is then 1; failing tests are counted, not a section failure). The JSON is
@@ -67,9 +66,9 @@ TARGETS = {"pk_over_rfftn": 1.2, "critic_vs_plain": 0.05, "summary_overhead": 0.
            "sampling_cubes_per_s": 5000.0, "projection_s": 15 * 60.0, "rel_diff": 1e-4}
 # the projection's measured steps: the paper's width and batch on a GPU, a miniature for --quick
 SIZES = {"full": {"width": 1.0, "batch": 16, "dg_cubes": 64, "dg_epochs": 2, "repeats": 10,
-                  "warmup": 3},
+                  "warmup": 3, "boxes": (256, 512)},
          "quick": {"width": 0.125, "batch": 4, "dg_cubes": 16, "dg_epochs": 1, "repeats": 3,
-                   "warmup": 1}}
+                   "warmup": 1, "boxes": (32, 64)}}
 
 
 class Tee:
@@ -383,11 +382,34 @@ def section_projection(c: Check) -> dict:
     return out
 
 
-# the whole_box hook: a section timing the whole-box generator goes here, as
-# ("whole_box", section_whole_box) after "projection", with its rows in summary_rows
+def section_whole_box(c: Check) -> dict:
+    """The box generator at the run's width: whole boxes of 256^3 and 512^3 cells (one
+    network call each, as `write_boxes` makes them when they fit): seconds per box, boxes per
+    second and peak memory; its inputs drawn once per size, outside the timing."""
+    from lsswgan_core.gan.models import BoxGenerator, input_spectrum  # noqa: PLC0415
+
+    s = c.sizes
+    generator = BoxGenerator(s["width"]).to(c.device).eval()
+    k, p = input_spectrum("linear", 4.0)
+    generator.set_input_power(k, p, 4.0)
+    out = {"width": s["width"], "halo": generator.halo, "sizes": {}}
+    for n in s["boxes"]:
+        rng = torch.Generator(device=c.device).manual_seed(0)
+        inputs = generator.draw_inputs(1, n, rng, c.device)
+        if c.cuda:
+            torch.cuda.reset_peak_memory_stats(c.device)
+        with torch.no_grad():
+            seconds = c.timer.median(lambda: generator.box(inputs), repeats=2, warmup=1)
+        out["sizes"][str(n)] = {
+            "seconds_per_box": seconds, "boxes_per_s": 1 / seconds,
+            "peak_mem_mib": torch.cuda.max_memory_allocated(c.device) / 2**20 if c.cuda else None}
+    print(json.dumps(out, indent=1))
+    return out
+
+
 SECTIONS = [("preflight", section_preflight), ("build", section_build),
             ("tests", section_tests), ("bench", section_bench),
-            ("projection", section_projection)]
+            ("projection", section_projection), ("whole_box", section_whole_box)]
 
 
 # ---------------------------------------------------------------------------- summary
@@ -452,6 +474,12 @@ def summary_rows(report: dict) -> list[dict]:
             f"<= {TARGETS['projection_s'] / 60:g}", total <= TARGETS["projection_s"])
         add("projection", "critic / generator+S step (ms)",
             f"{projection['critic_step_ms']:.4g} / {projection['generator_summary_step_ms']:.4g}")
+    boxes = state("whole_box")
+    for n, row in boxes.get("sizes", {}).items():
+        mem = row["peak_mem_mib"]
+        add("whole_box", f"box generator, width {boxes['width']:g}, one {n}^3 box: s, boxes/s, "
+            "peak MiB", f"{row['seconds_per_box']:.3g}, {row['boxes_per_s']:.3g}, "
+            + ("-" if mem is None else f"{mem:.0f}"))
     return rows
 
 

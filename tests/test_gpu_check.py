@@ -54,7 +54,7 @@ def report(out):
 @pytest.mark.slow
 def test_every_section_reports_and_has_a_summary_row(report, out):
     names = [name for name, _ in load_bench_module("gpu_check").SECTIONS]
-    assert names == ["preflight", "build", "tests", "bench", "projection"]
+    assert names == ["preflight", "build", "tests", "bench", "projection", "whole_box"]
     assert report["failed_sections"] == []
     for name in names:
         assert "error" not in report[name], (name, report[name]["error"])
@@ -87,6 +87,14 @@ def test_bench_section_runs_the_registry(report, out):
                 "summary_overhead", "sampling_cubes_per_s"):
         assert h[key] is not None and math.isfinite(h[key]), key
     assert h["rel_diff"] < 1e-4
+
+
+@pytest.mark.slow
+def test_whole_box_section(report):
+    boxes = report["whole_box"]
+    assert boxes["halo"] == 23 and set(boxes["sizes"]) == {"32", "64"}   # --quick's sizes
+    for row in boxes["sizes"].values():
+        assert positive(row["seconds_per_box"]) and row["peak_mem_mib"] is None   # no GPU
 
 
 @pytest.mark.slow
