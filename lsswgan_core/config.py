@@ -26,6 +26,7 @@ GENERATORS = ("paper", "box")                     # model.generator
 BOX_INPUTS = ("data", "linear")                   # model.box_input
 DEVICES = ("cpu", "cuda")
 SPLITS = ("train", "val", "dg")
+ANY_LENGTH = {"evaluate.box_sizes"}                # list keys of any length (others: fixed)
 
 
 class ConfigError(ValueError):
@@ -322,9 +323,11 @@ def _coerce_list(value, default: tuple, where: str) -> tuple:
         raise ConfigError(f"{where} must be a list, got {value!r}")
     if default and isinstance(default[0], tuple):      # a list of pairs, any length
         return tuple(_coerce_list(v, default[0], f"{where}[{i}]") for i, v in enumerate(value))
+    template = default[0] if default else 0
+    if where in ANY_LENGTH:                            # a list of any length, default's type
+        default = ()
     if default and len(value) != len(default):
         raise ConfigError(f"{where} must be a list of {len(default)} numbers, got {value!r}")
-    template = default[0] if default else 0
     return tuple(_coerce(v, d, f"{where}[{i}]") for i, (v, d) in
                  enumerate(zip(value, default or [template] * len(value))))
 
