@@ -6,6 +6,9 @@ count and wall time), train
     c  best+summary        the best architecture (interpolating generator, replicate padding,
                            minibatch-std critic), with the summary loss
     d  best                the best architecture, without it
+    e  box+summary         the whole-box generator (model.generator = "box", minibatch-std
+                           critic), trained on random 32^3 crops of the whole boxes; its cubes
+                           are 32^3 windows of generated boxes
 
 on the demo's dataset, evaluate each on the validation split (simulations no variant was
 trained or selected on) against as many generated cubes, and print and save a table of the
@@ -17,7 +20,7 @@ lr 5e-4, the generator EMA, standing BatchNorm statistics, summary units from th
 and P(k) bins to the corner), so that the table isolates those two.
 
     python bench/bm_fidelity.py [--data demo/dataset.h5] [--budget 300] [--seeds 0 1]
-                                [--variants a b c d] [--trend c] [--out bench/fidelity]
+                                [--variants a b c d e] [--trend c] [--out bench/fidelity]
 
 Without --data the demo's suite is simulated and preprocessed first (configs/demo.toml's
 [suite] and [data], as `lsscore demo` does).
@@ -48,10 +51,12 @@ ROOT = Path(__file__).resolve().parents[1]
 PAPER_ARCH = ["model.upsample=\"transposed\"", "model.padding=\"zeros\"", "model.minibatch_std=false"]
 BEST_ARCH = ["model.upsample=\"nearest\"", "model.padding=\"replicate\"", "model.minibatch_std=true"]
 NO_SUMMARY = ["train.lambda_summ=0.0"]
+BOX = ["model.generator=\"box\"", "model.minibatch_std=true"]
 VARIANTS = {"a": ("paper-arch", PAPER_ARCH + NO_SUMMARY),
             "b": ("paper-arch+summary", PAPER_ARCH),
             "c": ("best+summary", BEST_ARCH),
-            "d": ("best", BEST_ARCH + NO_SUMMARY)}
+            "d": ("best", BEST_ARCH + NO_SUMMARY),
+            "e": ("box+summary", BOX)}
 
 
 def make_data(root: Path, seed: int = 0) -> Path:
@@ -85,7 +90,7 @@ def run_variant(key: str, seed: int, data: Path, out: Path, budget: float, split
         shutil.rmtree(run, ignore_errors=True)
         record = train(data, run, cfg, show_progress=False)
     m = evaluate(run / "checkpoints" / "last.pt", data, run / f"report_{split}", split=split,
-                 seed=seed)
+                 seed=seed, boxes=False)   # the cube-level table: 32^3 windows of boxes
     if "summaries" not in m:
         raise RuntimeError(f"{run}: no comparison was possible: {'; '.join(m['problems'])}")
     s, c = m["summaries"], m["power_spectrum_checks"]
