@@ -62,7 +62,7 @@ def test_box_is_periodic_at_its_wrap_face(generator):
     """The wrap face is like any other: rolling the inputs by half the box rolls the box."""
     x = generator.draw_inputs(1, 16, torch.Generator().manual_seed(5))
     torch.testing.assert_close(generator.box(torch.roll(x, 8, -1)),
-                               torch.roll(generator.box(x), 8, -1), rtol=0, atol=1e-6)
+                               torch.roll(generator.box(x), 8, -1), rtol=0, atol=1e-5)
 
 
 def test_large_scale_input_has_the_set_spectrum(generator):
@@ -84,12 +84,13 @@ def test_input_spectrum_is_refused_when_malformed(generator):
 
 
 def test_same_weights_any_size_and_no_batch_dependence(generator):
-    """A box does not depend on the others of its batch (no normalisation), and one set of
-    weights makes a 4^3 and a 40^3 box."""
+    """A box does not depend on the others of its batch (no normalisation; the convolutions
+    of another batch size round otherwise, hence 1e-5), and one set of weights makes a 4^3
+    and a 40^3 box."""
     with torch.no_grad():
         x = generator.draw_inputs(3, 20, torch.Generator().manual_seed(7))
         both = generator.box(x)
-        torch.testing.assert_close(generator.box(x[1:2]), both[1:2], rtol=0, atol=1e-6)
+        torch.testing.assert_close(generator.box(x[1:2]), both[1:2], rtol=0, atol=1e-5)
         assert generator.box(generator.draw_inputs(1, 40)).shape == (1, 1, 40, 40, 40)
         assert generator.box(generator.draw_inputs(1, 4)).shape == (1, 1, 4, 4, 4)
 
