@@ -169,9 +169,10 @@ class BoxGenerator(nn.Module):
     2^3 convolutions down, nearest-neighbour x2 + 3^3 convolution up, the skips cropped to the
     centre, a 1^3 convolution plus a linear 1^3 skip from the inputs and a sigmoid at the end.
     An input of (n + 2 halo)^3 cells gives n^3 output cells (n a multiple of `stride` = 4);
-    each output cell sees the input within `halo` cells of it. So a periodic box of N^3 cells is the network on its inputs padded
-    periodically by `halo` (`box`), and a tile of it is the network on the tile's inputs with
-    the same halo: tiles at multiples of `stride` equal the whole box (`tiled_box`).
+    each output cell sees the input within `halo` cells of it. So a periodic box of N^3 cells
+    is the network on its inputs padded periodically by `halo` (`box`), and a tile of it is
+    the network on the tile's inputs with the same halo: tiles at multiples of `stride` equal
+    the whole box (`tiled_box`).
 
     Inputs, (b, in_channels, ., ., .): channel 0 carries the large scales (a field drawn by
     `BoxInputs`), the others are white noise. Channel widths 32, 64, 128 at `width` = 1."""
