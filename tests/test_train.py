@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -156,9 +157,18 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(dataset, tmp_p
     assert all(torch.isfinite(v).all() for v in ckpt["critic"].values())
 
 
-def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "lsscore", *map(str, args)], capture_output=True,
-                          text=True, timeout=300, cwd=cwd)
+def run_cli(*args):
+    """`lsscore ARGS` in this process (click's runner: a subprocess would spend most of its
+    time importing torch): (returncode, stdout, stderr) like subprocess.run's result."""
+    from click.testing import CliRunner
+
+    from lsscore.main import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception      # a traceback, which the CLI must never show
+    return SimpleNamespace(returncode=result.exit_code, stdout=result.stdout,
+                           stderr=result.stderr)
 
 
 @pytest.mark.slow
