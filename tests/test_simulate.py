@@ -74,3 +74,38 @@ def test_deterministic_and_written_snapshot_reads_back(tmp_path):
     second = read_positions(open_snapshot(paths[1], length_unit="Mpc/h"))
     assert not np.array_equal(first, second)
     assert first.min() >= 0 and first.max() < 100.0
+
+
+def test_lpt_density_physics():
+    """The 2LPT density of a lattice of one particle per cell: no displacement paints 1
+    everywhere (mass conserved, no lattice left); a field follows its linear density on large
+    scales (the modes line up, correlation near 1) and moves a translated field with it."""
+    import torch
+
+    from lsswgan_core import ops
+    from lsswgan_core.sim.simulate import gaussian_field, lpt_density
+
+    n, box = 32, 512.0   # 16 Mpc/h cells: the first modes are close to linear at z = 0
+    flat = lpt_density(torch.zeros(n, n, n, dtype=torch.float64), box)
+    torch.testing.assert_close(flat, torch.ones(n, n, n), rtol=0, atol=1e-5)
+    cosmo = Cosmology()
+    delta = torch.from_numpy(gaussian_field(n, box, cosmo.linear_power, seed=1))
+    rho = lpt_density(delta, box, cosmo)
+    assert rho.dtype == torch.float32 and bool((rho >= 0).all())
+    assert abs(float(rho.double().mean()) - 1) < 1e-5
+    assert float(rho.max()) > 2 and float(rho.min()) < 0.5   # knots and voids
+    lin = torch.fft.rfftn(delta)
+    non = torch.fft.rfftn(rho.double() - 1)
+    low = torch.zeros_like(lin.real, dtype=torch.bool)
+    low[:3, :3, :3] = True
+    low[0, 0, 0] = False
+    corr = (lin[low] * non[low].conj()).sum().real / (lin[low].abs().pow(2).sum()
+                                                     * non[low].abs().pow(2).sum()).sqrt()
+    assert float(corr) > 0.95
+    k, p_lin, _ = ops.power_spectrum(delta, box)
+    _, p_lpt, _ = ops.power_spectrum(rho.double() - 1, box)
+    assert 0.7 < float(p_lpt[0] / p_lin[0]) < 1.5
+    moved = lpt_density(torch.roll(delta, (5, -3, 7), (0, 1, 2)), box, cosmo)
+    torch.testing.assert_close(moved, torch.roll(rho, (5, -3, 7), (0, 1, 2)), rtol=0, atol=2e-4)
+    with pytest.raises(ValueError, match="n, n, n"):
+        lpt_density(torch.zeros(4, 4, 5), box)
