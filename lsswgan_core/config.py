@@ -23,7 +23,7 @@ UPSAMPLING = ("transposed", "nearest", "trilinear")   # model.upsample
 PADDING = ("zeros", "replicate", "reflect")       # model.padding
 SAMPLE_BN = ("standing", "batch")                # model.sample_bn
 GENERATORS = ("paper", "box")                     # model.generator
-BOX_INPUTS = ("data", "linear")                   # model.box_input
+BOX_INPUTS = ("data", "linear", "lpt")                   # model.box_input
 DEVICES = ("cpu", "cuda")
 SPLITS = ("train", "val", "dg")
 ANY_LENGTH = {"evaluate.box_sizes"}                # list keys of any length (others: fixed)
@@ -108,7 +108,8 @@ class ModelConfig:
     cube: int = 32                # the critic's input: the cubes, or the box generator's crops
     # the box generator: white-noise channels beside the large-scale one, and the large-scale
     # input's spectrum: 'data' (the training boxes' own P(k), continued below their
-    # fundamental by the linear spectrum's shape) or 'linear' (the linear spectrum at z = 0)
+    # fundamental by the linear spectrum's shape), 'linear' (the linear spectrum at z = 0) or
+    # 'lpt' (the log density of the 2LPT displacement of that linear field)
     noise_channels: int = 2
     box_input: str = "data"
     # start the generator's last bias at logit(mean of the training cubes), so that its first

@@ -1,5 +1,6 @@
 """The whole-box generator: translation equivariance on the stride's lattice, tiles equal to
 the whole box, any box size from the same weights, its large-scale input's spectrum."""
+import itertools
 import math
 
 import numpy as np
@@ -171,7 +172,8 @@ def box_config(**train):
     from lsswgan_core.config import config_from_dict
 
     return config_from_dict({
-        "model": {"generator": "box", "width": 0.125, "init_output_bias": True},
+        "model": {"generator": "box", "box_input": "lpt", "width": 0.125,
+                  "init_output_bias": True},
         "train": {"epochs": 2, "batch_size": 4, "n_critic": 2, "summary_epochs": 1,
                   "log_every": 1, "checkpoint_every": 1, "ema_decay": 0.9, **train},
         "duality_gap": {"every": 1, "epochs": 1, "batch_size": 4}})
@@ -220,3 +222,44 @@ def test_box_run_trains_resumes_bit_exactly_and_samples_boxes(box_dataset, tmp_p
         {p.name for p in (tmp_path / "report").glob("*.png")}
     saved = __import__("json").loads((tmp_path / "report" / "metrics.json").read_text())
     assert saved["boxes"]["size_independence"].keys() == {"128"}
+    assert (tmp_path / "report" / "box_large.png").is_file()   # 128^3, made in 64^3 tiles
+    assert len(saved["boxes"]["size_independence"]["128"]["inside_band"]) == 32
+    # the demo's summary reads this report
+    from cli.demo import box_summary
+
+    lines = box_summary(box_config(), saved, "train 1, val 1, dg 1", tmp_path / "b.h5",
+                        tmp_path / "report")
+    text = "\n".join(lines)
+    for part in ("whole boxes (1 generated vs 1 held-out real, 64^3)", "tiled vs whole",
+                 "face wrap", "remapped-Gaussian baseline", "128^3", "time_limit"):
+        assert part in text, (part, text)
+
+
+@pytest.mark.parametrize("source", ["data", "lpt"])
+def test_training_inputs_are_windows_of_a_seeded_pool(source):
+    """sample_latent: the large-scale channel of a crop is a window of one of the pool's input
+    boxes (up to one of the 48 symmetries), the pool is the same for the same seed (so a
+    resumed run sees the inputs a continuous one would) and another for another seed; the
+    noise channels are fresh white noise. 'lpt' inputs are standardised like 'data' ones."""
+    k = np.geomspace(0.005, 3.0, 40)
+    power = 2e4 * (k / 0.05) ** -1.4 / (1 + (0.02 / k) ** 2)
+    g = BoxGenerator(width=0.125, crop=8, source=source)
+    g.set_input_power(k, power, cell_size=4.0, seed=11)
+    x = g.sample_latent(3, torch.Generator().manual_seed(0))
+    size = 8 + 2 * g.halo
+    assert x.shape == (3, 3, size, size, size) and x.dtype == torch.float32
+    pool = g._input_pool(-(-2 * size // 16) * 16, None)
+    assert pool.shape[0] == g.pool_boxes
+    assert abs(float(pool.mean())) < 0.1 and abs(float(pool.std()) - 1) < 0.1
+    assert abs(float(x[:, 1:].std()) - 1) < 0.05
+    # every value of a crop's large-scale channel is one of the pool's (continuous values: it
+    # is a window of the pool, moved by a symmetry), and crops differ
+    for b in range(3):
+        assert bool(torch.isin(x[b, 0].flatten(), pool.flatten()).all())
+    assert not torch.equal(x[0, 0], x[1, 0])
+    twin = BoxGenerator(width=0.125, crop=8, source=source)
+    twin.set_input_power(k, power, cell_size=4.0, seed=11)
+    assert torch.equal(twin._input_pool(pool.shape[-1], None), pool)
+    other = BoxGenerator(width=0.125, crop=8, source=source)
+    other.set_input_power(k, power, cell_size=4.0, seed=12)
+    assert not torch.equal(other._input_pool(pool.shape[-1], None), pool)

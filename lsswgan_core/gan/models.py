@@ -16,7 +16,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from ..ops import power_spectrum
 from ..ops.kspace import kgrid
 
-from ..config import PADDING, UPSAMPLING
+from ..config import BOX_INPUTS, PADDING, UPSAMPLING
 
 LATENT_DIM = 256
 
@@ -174,16 +174,26 @@ class BoxGenerator(nn.Module):
     the network on the tile's inputs with the same halo: tiles at multiples of `stride` equal
     the whole box (`tiled_box`).
 
-    Inputs, (b, in_channels, ., ., .): channel 0 carries the large scales (a field drawn by
-    `BoxInputs`), the others are white noise. Channel widths 32, 64, 128 at `width` = 1."""
+    Inputs, (b, in_channels, ., ., .): channel 0 carries the large scales, the others are
+    white noise. The large-scale channel (`source`) is drawn from white noise on the whole
+    periodic box: 'data' and 'linear', a Gaussian field with a power spectrum (the training
+    boxes' own, or the linear one; `set_input_power`); 'lpt', log(rho/rhobar + 0.01) of the
+    2LPT density that the linear spectrum's field gives at z = 0 (`sim.simulate.lpt_density`),
+    which already has the web's filaments, walls and voids. Channel 0 also reaches the output
+    through a linear 1^3 skip; the noise does not (a linear path from white noise to the
+    output adds white power at the cell scale). Channel widths 32, 64, 128 at `width` = 1."""
 
     stride = 4
+    pool_boxes = 4   # training: crops' inputs are windows of this many input boxes (`sample_latent`)
 
-    def __init__(self, width: float = 1.0, in_channels: int = 3, crop: int = 32):
+    def __init__(self, width: float = 1.0, in_channels: int = 3, crop: int = 32,
+                 source: str = "data"):
         super().__init__()
         if crop < self.stride or crop % self.stride:
             raise ValueError(f"the training crop must be a multiple of {self.stride}, got {crop}")
-        self.crop = crop
+        if source not in BOX_INPUTS:
+            raise ValueError(f"the large-scale input must be one of {BOX_INPUTS}, got {source!r}")
+        self.crop, self.source = crop, source
         c0, c1, c2 = (_ch(x, width) for x in (32, 64, 128))
         self.in_channels = in_channels
         act = nn.LeakyReLU(0.2)
@@ -195,23 +205,31 @@ class BoxGenerator(nn.Module):
         self.up1 = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), _vconv(c1, c0), act)
         self.level0 = nn.Sequential(_vconv(2 * c0, c0), act, _vconv(c0, c0), act, _vconv(c0, c0), act)
         self.out = nn.Sequential(nn.Conv3d(c0, 1, 1), nn.Sigmoid())
-        # the inputs, linearly, straight to the output (before the sigmoid): the large scales
-        # reach the box from the first step on, and the network learns what to add to them
-        self.skip = nn.Conv3d(in_channels, 1, 1)
+        # the large-scale input, linearly, straight to the output (before the sigmoid): the
+        # large scales reach the box from the first step on, and the network learns what to
+        # add to them
+        self.skip = nn.Conv3d(1, 1, 1)
         self.halo = self._find_halo()
         self._initialise()
         # the large-scale input: a Gaussian field with this power spectrum (log-log table, k in
         # h/Mpc, P in (Mpc/h)^3) on cells of `cell_size` Mpc/h, divided by `input_std`; set by
-        # `set_input_power` from the data, kept in the state dict (so in every checkpoint)
+        # `set_input_power` from the data, kept in the state dict (so in every checkpoint),
+        # with the channel's mean and standard deviation per cell and the seed of the input
+        # boxes that training crops take their windows from
         self.register_buffer("power_k", torch.tensor([1e-4, 1e2], dtype=torch.float64))
         self.register_buffer("power_p", torch.ones(2, dtype=torch.float64))
         self.register_buffer("cell_size", torch.ones((), dtype=torch.float64))
+        self.register_buffer("input_mean", torch.zeros((), dtype=torch.float64))
         self.register_buffer("input_std", torch.ones((), dtype=torch.float64))
+        self.register_buffer("pool_seed", torch.zeros((), dtype=torch.int64))
+        self._pool, self._pool_key = None, None
 
-    def set_input_power(self, k, power, cell_size: float) -> None:
+    def set_input_power(self, k, power, cell_size: float, seed: int = 0) -> None:
         """The spectrum of the large-scale input channel: P(k) at increasing k > 0 (h/Mpc),
-        interpolated log-log and held constant in log P beyond the table's ends. Fixes
-        `input_std`, the input's standard deviation per cell, from a 128^3 box."""
+        interpolated log-log and held constant in log P beyond the table's ends (for 'lpt',
+        the linear spectrum). Fixes `input_mean` and `input_std`, the channel's mean and
+        standard deviation per cell, from a 128^3 box; `seed` fixes the training inputs'
+        boxes (`sample_latent`)."""
         k = torch.as_tensor(k, dtype=torch.float64).flatten()
         power = torch.as_tensor(power, dtype=torch.float64).flatten()
         if k.numel() < 2 or k.shape != power.shape or not bool((k > 0).all()) \
@@ -219,11 +237,15 @@ class BoxGenerator(nn.Module):
             raise ValueError("the input spectrum needs >= 2 increasing k > 0 with P > 0")
         self.power_k, self.power_p = k.to(self.power_k.device), power.to(self.power_p.device)
         self.cell_size.fill_(float(cell_size))
+        self.pool_seed.fill_(int(seed))
+        self.input_mean.fill_(0.0)
         self.input_std.fill_(1.0)
         with torch.no_grad():
             white = torch.randn(1, 128, 128, 128, generator=torch.Generator().manual_seed(0),
                                 dtype=torch.float64)
-            self.input_std.fill_(float(self.large_scale_field(white).std()))
+            field = self.large_scale_field(white)
+            self.input_mean.fill_(float(field.mean()))
+            self.input_std.fill_(float(field.std()))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # the spectrum table has the length the data gave it: take the stored one's shape
@@ -241,8 +263,9 @@ class BoxGenerator(nn.Module):
         return torch.exp(lp[i - 1] + t * (lp[i] - lp[i - 1]))
 
     def large_scale_field(self, white: torch.Tensor) -> torch.Tensor:
-        """White noise (b, n, n, n) -> the Gaussian field with the input spectrum on that
-        periodic box of n cells (float64), divided by `input_std`."""
+        """White noise (b, n, n, n) -> the large-scale channel on that periodic box of n
+        cells (float64), less `input_mean` and divided by `input_std`: the Gaussian field with
+        the input spectrum, or ('lpt') the log density of its 2LPT displacement."""
         n = white.shape[-1]
         box = n * float(self.cell_size)
         g = kgrid(n, device=white.device)
@@ -251,20 +274,49 @@ class BoxGenerator(nn.Module):
         amp[0, 0, 0] = 0.0
         field = torch.fft.irfftn(torch.fft.rfftn(white.double(), dim=(-3, -2, -1)) * amp,
                                  s=(n, n, n), dim=(-3, -2, -1))
-        return field / self.input_std
+        if self.source == "lpt":
+            from ..sim.simulate import lpt_density  # noqa: PLC0415
+
+            field = torch.stack([torch.log(lpt_density(f.cpu(), box) + 0.01).to(field)
+                                 for f in field])
+        return (field - self.input_mean) / self.input_std
+
+    def _input_pool(self, size: int, device) -> torch.Tensor:
+        """`pool_boxes` input boxes of size^3 cells (the large-scale channel only), drawn
+        from `pool_seed`: the same on resume, so training crops need no input box of their
+        own (an LPT box costs a dozen FFTs and a paint)."""
+        key = (size, str(device), int(self.pool_seed), self.source, float(self.cell_size),
+               float(self.power_p.sum()), float(self.input_std))
+        if self._pool_key != key:
+            rng = torch.Generator().manual_seed(int(self.pool_seed))
+            with torch.no_grad():
+                white = torch.randn(self.pool_boxes, size, size, size, generator=rng,
+                                    dtype=torch.float64)
+                self._pool = self.large_scale_field(white).float().to(device)
+            self._pool_key = key
+        return self._pool
 
     def sample_latent(self, batch: int, generator: torch.Generator | None = None,
                       device=None) -> torch.Tensor:
         """The inputs of `batch` training crops, (batch, in_channels, crop + 2 halo, ...):
-        windows at random positions of one periodic input box twice their size (so that each
-        window sees the modes longer than itself, as a window of a large box does)."""
+        the large-scale channel a window of one of the periodic input boxes of `_input_pool`
+        (each about twice the window's size, so that a window sees the modes longer than
+        itself, as a window of a large box does), at a random position, under a random one of
+        the 48 symmetries of the cube; the noise channels fresh."""
         size = self.crop + 2 * self.halo
-        inputs = self.draw_inputs(1, 2 * size, generator, device)
-        origins = torch.randint(0, 2 * size, (batch, 3), generator=generator, device=device)
+        pool = self._input_pool(-(-2 * size // 16) * 16, device)
+        which = torch.randint(0, pool.shape[0], (batch,), generator=generator, device=device)
+        origins = torch.randint(0, pool.shape[-1], (batch, 3), generator=generator, device=device)
+        perms = torch.randint(0, 6, (batch,), generator=generator, device=device)
+        flips = torch.randint(0, 2, (batch, 3), generator=generator, device=device)
         noise = torch.randn(batch, self.in_channels - 1, size, size, size, generator=generator,
                             device=device)
-        large = torch.stack([periodic_window(inputs[0, 0], o.tolist(), size) for o in origins])
-        return torch.cat([large.unsqueeze(1), noise], 1)
+        large = []
+        for b in range(batch):
+            w = periodic_window(pool[int(which[b])], origins[b].tolist(), size)
+            w = w.permute(*_PERMUTATIONS[int(perms[b])])
+            large.append(w.flip([a for a in range(3) if flips[b, a]]))
+        return torch.cat([torch.stack(large).unsqueeze(1), noise], 1)
 
     def draw_inputs(self, batch: int, n: int, generator: torch.Generator | None = None,
                     device=None) -> torch.Tensor:
@@ -285,8 +337,7 @@ class BoxGenerator(nn.Module):
                 nn.init.kaiming_normal_(m.weight, a=0.2, nonlinearity="leaky_relu")
                 nn.init.zeros_(m.bias)
         with torch.no_grad():
-            self.skip.weight.zero_()
-            self.skip.weight[0, 0] = 0.5
+            self.skip.weight.fill_(0.5)
 
     def _out_size(self, s: int) -> int:
         s0 = s - 2                       # enter
@@ -317,7 +368,7 @@ class BoxGenerator(nn.Module):
         u1 = self.level1(torch.cat([u1, _crop(h1, u1.shape[-1])], 1))
         u0 = self.up1(u1)
         u0 = self.level0(torch.cat([u0, _crop(h0, u0.shape[-1])], 1))
-        return torch.sigmoid(self.out[0](_crop(u0, n)) + self.skip(_crop(x, n)))
+        return torch.sigmoid(self.out[0](_crop(u0, n)) + self.skip(_crop(x[:, :1], n)))
 
     def box(self, inputs: torch.Tensor) -> torch.Tensor:
         """A whole periodic box: inputs (b, in_channels, N, N, N) -> (b, 1, N, N, N)."""
@@ -338,6 +389,9 @@ class BoxGenerator(nn.Module):
             out[:, :, i:i + tile, j:j + tile, k:k + tile] = self(
                 periodic_window(inputs, (i, j, k), tile + 2 * self.halo, self.halo))
         return out
+
+
+_PERMUTATIONS = list(itertools.permutations(range(3)))
 
 
 def periodic_pad(x: torch.Tensor, halo: int) -> torch.Tensor:
@@ -364,17 +418,18 @@ def input_spectrum(source: str, cell_size: float, boxes: torch.Tensor | None = N
     source 'data': the mean P(k) of the overdensity of `boxes` (b, n, n, n) = rho/rhobar, on
     cells of `cell_size` Mpc/h; below their fundamental, the linear spectrum's shape scaled to
     the first bins (the large scales of a box are close to linear). 'linear': the linear
-    spectrum of `cosmology` (the simulations' default, WMAP7) at z = 0."""
+    spectrum of `cosmology` (the simulations' default, WMAP7) at z = 0, also the spectrum of
+    the 'lpt' source's initial field."""
     from ..sim.cosmology import Cosmology   # noqa: PLC0415
 
     cosmology = cosmology or Cosmology()
     k_nyq = math.pi / cell_size
     low = np.geomspace(1e-4, 2 * k_nyq * math.sqrt(3), 200)
     linear = cosmology.linear_power(low)
-    if source == "linear":
+    if source in ("linear", "lpt"):
         return low, linear
     if source != "data":
-        raise ValueError(f"the box input's source must be 'data' or 'linear', got {source!r}")
+        raise ValueError(f"the box input's source must be one of {BOX_INPUTS}, got {source!r}")
     if boxes is None or boxes.dim() != 4 or boxes.shape[0] < 1:
         raise ValueError("source 'data' needs the training boxes, (b, n, n, n)")
     n = boxes.shape[-1]

@@ -155,7 +155,7 @@ def config_of_checkpoint(ckpt: dict) -> Config:
 def build_generator(cfg: Config) -> Generator | BoxGenerator:
     m = cfg.model
     if m.generator == "box":
-        return BoxGenerator(m.width, 1 + m.noise_channels, crop=m.cube)
+        return BoxGenerator(m.width, 1 + m.noise_channels, crop=m.cube, source=m.box_input)
     return Generator(m.width, m.latent_dim, m.cube, upsample=m.upsample, padding=m.padding)
 
 

@@ -170,8 +170,9 @@ def write_boxes(checkpoint, path, n_cells: int, count: int = 1, *, tile: int | N
         raise ValueError(f"boxes are a multiple of {stride} cells per side, got {n_cells}")
     if count < 1:
         raise ValueError(f"the number of boxes must be at least 1, got {count}")
-    # the inputs of one box and its large-scale field's FFT in float64
-    require_memory(n_cells**3 * (4 * generator.in_channels + 40),
+    # the inputs of one box and its large-scale field's FFT in float64 (and the 2LPT fields)
+    per_cell = 4 * generator.in_channels + 40 + (60 if generator.source == "lpt" else 0)
+    require_memory(n_cells**3 * per_cell,
                    f"a box of {n_cells}^3 cells: its inputs", "ask for a smaller box")
     free = available_memory() or 8 * 2**30
     tile = tile or box_tile(n_cells, halo, stride, free / 4)

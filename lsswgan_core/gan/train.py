@@ -241,7 +241,7 @@ def _build_state(data, dataset, train_split, run, config, resume, device, dist) 
             boxes = train_split.boxes
             generator.set_input_power(*input_spectrum(
                 config.model.box_input, boxes.cell_size, torch.from_numpy(boxes.physical())),
-                cell_size=boxes.cell_size)
+                cell_size=boxes.cell_size, seed=config.train.seed)
         if config.model.init_output_bias:
             init_output_bias(generator, train_split.mean())
         if config.summary.units == "train" and config.train.lambda_summ > 0:
