@@ -16,7 +16,8 @@ Statistics (metrics.json, key `boxes`): P(k) of delta from the fundamental to th
 crop's scale against the real 2-sigma band); mass and peak histograms of log10 x; the reduced
 bispectrum Q of equilateral and squeezed triangles; tiled against whole; the seam statistics
 of `seams` with the 99th percentile of their null; P(k) of boxes of other sizes from the same
-weights (size independence). Figures: box_slices.png, box_power.png, box_seams.png.
+weights, each against the band of the generated boxes of the real size (size independence).
+Figures: box_slices.png, box_power.png, box_seams.png, box_large.png (the largest box).
 """
 from __future__ import annotations
 
@@ -184,13 +185,18 @@ def evaluate_boxes(checkpoint, data, out, *, split: str = "val", count: int | No
     report.update(cells=n, box_size=box_size, cell_size=cell, tile=tile, crop=crop,
                   count=count, split=split,
                   tiled_vs_whole=float(np.abs(tiled[0] - t_gen[0]).max()))
-    report["size_independence"] = _sizes(generator, transform, n, sizes, cell, seed, report)
+    largest = {}
+    report["size_independence"] = _sizes(generator, transform, n, sizes, cell, seed, report,
+                                         largest)
     from . import figures  # noqa: PLC0415  (matplotlib only when drawing)
 
     report["figures"] = [str(p) for p in (
         figures.box_slices(real[0], fake[0], baseline[0], box_size, out / "box_slices.png"),
         figures.box_power(report, out / "box_power.png"),
         figures.box_seams(report, out / "box_seams.png"))]
+    if largest:
+        report["figures"].append(str(figures.large_box_slice(
+            largest["box"], cell, box_size, tile=largest["tile"], path=out / "box_large.png")))
     return report
 
 
@@ -228,14 +234,30 @@ def _compare(stats: dict, box_size: float, crop: int, n: int) -> dict:
     return report
 
 
-def _sizes(generator, transform, n, sizes, cell, seed, report) -> dict:
-    """P(k) of one generated box of each size (n times each factor) in the bins of n."""
+LARGE_TILE = 64   # boxes above this many cells per side are made tile by tile (bounded memory)
+
+
+def _sizes(generator, transform, n, sizes, cell, seed, report, largest: dict) -> dict:
+    """P(k) of one generated box of each size (n times each factor) in the bins of n, and
+    whether each common bin lies inside the band of the generated n^3 boxes' mean: 2 sigma
+    of the difference, sigma^2 = s^2 / count + s^2 / factor^3 with s the n^3 boxes' spread
+    per box (a box of factor^3 times the volume has factor^3 times the modes). `largest`
+    receives the largest box (rho/rhobar) and its tile."""
     out = {}
-    for factor in sizes:
-        m = n * int(factor)
-        x = transform.inverse(generated_boxes(generator, m, 1, seed + 7)[0])
+    mean = np.asarray(report["power_generated"]["mean"], float)
+    spread = np.asarray(report["power_generated"]["std"], float)
+    count = int(report["count"])
+    for factor in sorted(int(f) for f in sizes):
+        m = n * factor
+        tile = LARGE_TILE if m > LARGE_TILE and m % LARGE_TILE == 0 else None
+        x = transform.inverse(generated_boxes(generator, m, 1, seed + 7, tile=tile)[0])
         delta = torch.from_numpy(x / x.mean() - 1)
         edges = list(2 * math.pi / (n * cell) * (np.arange(1, n // 2 + 1) - 1e-6))
         k, pk, _ = power_spectrum(delta, m * cell, bins=edges)
-        out[str(m)] = {"k": k.numpy(), "power": pk.numpy()}
+        k, pk = k.numpy(), pk.numpy()
+        sigma = np.sqrt(spread[:len(pk)] ** 2 * (1 / max(count, 1) + 1 / factor**3))
+        inside = np.abs(pk - mean[:len(pk)]) <= 2 * sigma
+        out[str(m)] = {"k": k, "power": pk, "inside_band": inside,
+                       "all_inside": bool(inside.all()) if count > 1 else None}
+        largest.update(box=x, tile=tile, cells=m)
     return out

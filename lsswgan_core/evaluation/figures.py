@@ -261,6 +261,29 @@ def box_slices(real: np.ndarray, fake: np.ndarray, baseline: np.ndarray, box_siz
     return _save(fig, path)
 
 
+def large_box_slice(x: np.ndarray, cell: float, real_box: float, tile: int | None,
+                    path) -> Path:
+    """A full-width slice (4 cells thick, projected) of one large generated box, with dotted
+    lines at multiples of the real boxes' side: a box is not a mosaic of them, and no
+    pattern repeats there (nor at the tiles it was computed in, when it was tiled)."""
+    plt = _plt()
+    n = x.shape[-1]
+    side = n * cell
+    img = np.log10(1 + x[n // 2:n // 2 + 4].mean(0))
+    fig, ax = plt.subplots(figsize=(9.5, 8.5))
+    im = ax.imshow(img.T, vmin=0, vmax=float(img.max()), cmap="inferno", origin="lower",
+                   extent=(0, side, 0, side))
+    for v in np.arange(real_box, side, real_box):
+        ax.axvline(v, color="w", lw=0.5, ls=":", alpha=0.5)
+        ax.axhline(v, color="w", lw=0.5, ls=":", alpha=0.5)
+    ax.set_title(f"one generated box of {n}$^3$ cells ({side:g} Mpc/$h$), from the weights that "
+                 f"make the {real_box:g} Mpc/$h$ boxes" + (f"; computed in {tile}$^3$ tiles"
+                                                           if tile else ""), fontsize=9)
+    ax.set_xlabel("Mpc/h")
+    fig.colorbar(im, ax=ax, shrink=0.8, label=r"$\log_{10}(1 + \rho/\bar\rho)$")
+    return _save(fig, path)
+
+
 def box_power(report: dict, path) -> Path:
     """P(k) of whole boxes from the fundamental to the corner: real (1-sigma and the Gaussian
     sqrt(2/N_modes) band), generated, the baseline and boxes of other sizes; ratio panel."""
