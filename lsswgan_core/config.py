@@ -113,7 +113,9 @@ class ModelConfig:
     noise_channels: int = 2
     box_input: str = "data"
     # start the generator's last bias at logit(mean of the training cubes), so that its first
-    # outputs have the data's mean instead of sigmoid(0) = 0.5 (not in the paper; off there)
+    # outputs have the data's mean instead of sigmoid(0) = 0.5 (not in the paper; off there);
+    # the box generator: its output starts as the data's one-point distribution, a linear map
+    # of the large-scale input in logit space (BoxGenerator.match_output)
     init_output_bias: bool = False
     # beyond the paper (see lsswgan_core.gan.models): 'transposed' (the paper), 'nearest' or
     # 'trilinear' x2 interpolation + a 3^3 convolution

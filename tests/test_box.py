@@ -263,3 +263,22 @@ def test_training_inputs_are_windows_of_a_seeded_pool(source):
     other = BoxGenerator(width=0.125, crop=8, source=source)
     other.set_input_power(k, power, cell_size=4.0, seed=12)
     assert not torch.equal(other._input_pool(pool.shape[-1], None), pool)
+
+
+def test_match_output_starts_the_box_at_the_data_one_point_distribution():
+    """match_output: logit of the output = sigma z + mu + a small correction, with mu, sigma
+    those of the training values' logit, z the standardised large-scale input."""
+    k = np.geomspace(0.005, 3.0, 40)
+    g = BoxGenerator(width=0.125, crop=8)
+    g.set_input_power(k, 2e4 * (k / 0.05) ** -1.4 / (1 + (0.02 / k) ** 2), cell_size=4.0)
+    values = torch.sigmoid(-2.0 + 0.7 * torch.randn(200_000, generator=torch.Generator().manual_seed(1)))
+    fit = g.match_output(values)
+    assert abs(fit["mu"] + 2.0) < 0.01 and abs(fit["sigma"] - 0.7) < 0.01
+    with torch.no_grad():
+        x = g.draw_inputs(1, 32, torch.Generator().manual_seed(2))
+        out = g.box(x)[0, 0].double()
+    logit = torch.log(out / (1 - out))
+    assert abs(float(logit.mean()) + 2.0) < 0.15 and abs(float(logit.std()) - 0.7) < 0.15
+    # the skip carries the input: the output follows channel 0
+    corr = torch.corrcoef(torch.stack([logit.flatten(), x[0, 0].double().flatten()]))[0, 1]
+    assert float(corr) > 0.9

@@ -242,7 +242,10 @@ def _build_state(data, dataset, train_split, run, config, resume, device, dist) 
             generator.set_input_power(*input_spectrum(
                 config.model.box_input, boxes.cell_size, torch.from_numpy(boxes.physical())),
                 cell_size=boxes.cell_size, seed=config.train.seed)
-        if config.model.init_output_bias:
+        if config.model.init_output_bias and isinstance(train_split, CropSplit):
+            # the box generator starts at the data's one-point distribution (match_output)
+            generator.match_output(train_split.batch(torch.arange(min(64, len(train_split)))))
+        elif config.model.init_output_bias:
             init_output_bias(generator, train_split.mean())
         if config.summary.units == "train" and config.train.lambda_summ > 0:
             state.summary_units = train_split_units(train_split, config.summary, device)

@@ -34,10 +34,10 @@ class SimulationResult:
     a_final: float
 
 
-def _kvectors(n: int, box: float):
+def _kvectors(n: int, box: float, device=None):
     """kx, ky, kz (h/Mpc, float64, broadcasting to the rfft modes) and |k|^2 (n, n, n//2 + 1)."""
     k_f = 2 * math.pi / box
-    g = kgrid(n)
+    g = kgrid(n, device=device)
     kx, ky, kz = (k_f * v.double() for v in (g.nx, g.ny, g.nz))
     k2 = kx**2 + ky**2 + kz**2
     k2[0, 0, 0] = 1.0  # the k = 0 mode is zeroed wherever it is used
@@ -94,7 +94,8 @@ def lpt_density(delta: torch.Tensor, box: float, cosmology: Cosmology | None = N
     if delta.shape != (n, n, n):
         raise ValueError(f"the linear density must be (n, n, n), got {tuple(delta.shape)}")
     shape = (n, n, n)
-    kx, ky, kz, k2 = (v.float() for v in _kvectors(n, box))
+    device = delta.device
+    kx, ky, kz, k2 = (v.float() for v in _kvectors(n, box, device))
     kvec = (kx, ky, kz)
     phi1 = -torch.fft.rfftn(delta.float()) / k2
     phi1[0, 0, 0] = 0
@@ -112,8 +113,8 @@ def lpt_density(delta: torch.Tensor, box: float, cosmology: Cosmology | None = N
     del source
     d2 = -3.0 / 7.0 * float(cosmo.omega_m_at(1.0)) ** (-1.0 / 143.0)  # D1(1) = 1
     cell = box / n
-    lattice = (torch.arange(n, dtype=torch.float32) + 0.5) * cell
-    pos = torch.empty(n, n, n, 3, dtype=torch.float32)
+    lattice = (torch.arange(n, dtype=torch.float32, device=device) + 0.5) * cell
+    pos = torch.empty(n, n, n, 3, dtype=torch.float32, device=device)
     for axis, k in enumerate(kvec):
         psi1 = torch.fft.irfftn(-1j * k * phi1, s=shape)
         psi2 = torch.fft.irfftn(1j * k * phi2, s=shape)
