@@ -6,18 +6,24 @@ count and wall time), train
     c  best+summary        the best architecture (interpolating generator, replicate padding,
                            minibatch-std critic), with the summary loss
     d  best                the best architecture, without it
-    e  box+summary         the whole-box generator (model.generator = "box", minibatch-std
-                           critic), trained on random 32^3 crops of the whole boxes; its cubes
-                           are 32^3 windows of generated boxes
+    e  box-lpt+summary     the whole-box generator (configs/demo.toml: model.generator = "box",
+                           minibatch-std critic) with the 2LPT large-scale input, trained on
+                           random 32^3 crops of the whole boxes; its cubes are 32^3 windows of
+                           generated boxes
+    f  box-data+summary    the same with a Gaussian large-scale input of the data's spectrum
 
 on the demo's dataset, evaluate each on the validation split (simulations no variant was
 trained or selected on) against as many generated cubes, and print and save a table of the
 compatibility per summary (mean over bins), the range of P_gen / P_real below k_Nyq, the
-checkerboard indicator, the diversity sigma_gen / sigma_real (median over P(k) bins). With
-several --seeds the table gives the mean and the spread over seeds. Everything but the
-architecture and the summary loss is configs/demo.toml's for all four (batch 8, n_critic 2,
-lr 5e-4, the generator EMA, standing BatchNorm statistics, summary units from the train split
-and P(k) bins to the corner), so that the table isolates those two.
+checkerboard indicator, the diversity sigma_gen / sigma_real (median over P(k) bins); for the
+box generators also the whole-box report on the split's boxes (64^3): the range of P_gen /
+P_real up to k_Nyq, the distances of the reduced bispectrum and of the peak histogram to the
+real ones beside the remapped-Gaussian baseline's. With several --seeds the table gives the
+mean and the spread over seeds. Everything but the architecture and the summary loss is
+configs/demo.toml's for all (batch 8, n_critic 2, lr 5e-4, the generator EMA, standing
+BatchNorm statistics for the cube generators, summary units from the train split and P(k)
+bins to the corner), so that the table isolates those. Choose with --split dg, report with
+--split val (a rerun keeps the finished runs and only evaluates them again).
 
     python bench/bm_fidelity.py [--data demo/dataset.h5] [--budget 300] [--seeds 0 1]
                                 [--variants a b c d e] [--trend c] [--out bench/fidelity]
@@ -51,12 +57,16 @@ ROOT = Path(__file__).resolve().parents[1]
 PAPER_ARCH = ["model.upsample=\"transposed\"", "model.padding=\"zeros\"", "model.minibatch_std=false"]
 BEST_ARCH = ["model.upsample=\"nearest\"", "model.padding=\"replicate\"", "model.minibatch_std=true"]
 NO_SUMMARY = ["train.lambda_summ=0.0"]
-BOX = ["model.generator=\"box\"", "model.minibatch_std=true"]
-VARIANTS = {"a": ("paper-arch", PAPER_ARCH + NO_SUMMARY),
-            "b": ("paper-arch+summary", PAPER_ARCH),
-            "c": ("best+summary", BEST_ARCH),
-            "d": ("best", BEST_ARCH + NO_SUMMARY),
-            "e": ("box+summary", BOX)}
+CUBE = ["model.generator=\"paper\""]
+BOX = ["model.generator=\"box\"", "model.minibatch_std=true", "evaluate.box_sizes=[1]"]
+VARIANTS = {"a": ("paper-arch", CUBE + PAPER_ARCH + NO_SUMMARY),
+            "b": ("paper-arch+summary", CUBE + PAPER_ARCH),
+            "c": ("best+summary", CUBE + BEST_ARCH),
+            "d": ("best", CUBE + BEST_ARCH + NO_SUMMARY),
+            "e": ("box-lpt+summary", BOX + ["model.box_input=\"lpt\""]),
+            "f": ("box-data+summary", BOX + ["model.box_input=\"data\""])}
+BOX_METRICS = ["box_ratio_min", "box_ratio_max", "q_distance", "q_distance_baseline",
+               "peak_distance", "peak_distance_baseline"]
 
 
 def make_data(root: Path, seed: int = 0) -> Path:
@@ -90,10 +100,21 @@ def run_variant(key: str, seed: int, data: Path, out: Path, budget: float, split
         shutil.rmtree(run, ignore_errors=True)
         record = train(data, run, cfg, show_progress=False)
     m = evaluate(run / "checkpoints" / "last.pt", data, run / f"report_{split}", split=split,
-                 seed=seed, boxes=False)   # the cube-level table: 32^3 windows of boxes
+                 seed=seed)   # the cube level: 32^3 windows of boxes; and whole boxes
     if "summaries" not in m:
         raise RuntimeError(f"{run}: no comparison was possible: {'; '.join(m['problems'])}")
     s, c = m["summaries"], m["power_spectrum_checks"]
+    box = {name: float("nan") for name in BOX_METRICS}
+    if isinstance(m.get("boxes"), dict) and "ratio" in m["boxes"]:
+        b = m["boxes"]
+        k, ratio = np.array(b["k"], float), np.array(b["ratio"], float)
+        below = (k <= math.pi / b["cell_size"]) & np.isfinite(ratio)
+        box = {"box_ratio_min": float(ratio[below].min()),
+               "box_ratio_max": float(ratio[below].max()),
+               "q_distance": b["bispectrum_distance_generated"],
+               "q_distance_baseline": b["bispectrum_distance_baseline"],
+               "peak_distance": b["peak_distance_generated"],
+               "peak_distance_baseline": b["peak_distance_baseline"]}
     return {"variant": f"{key} {name}", "seed": seed, "epochs": m["training"]["epochs"],
             "generator_steps": m["training"]["generator_steps"],
             "seconds": m["training"]["seconds"],
@@ -103,7 +124,7 @@ def run_variant(key: str, seed: int, data: Path, out: Path, budget: float, split
             "p_ratio_max_dev": c["ratio_max_deviation_below_nyquist"],
             "checkerboard": c["checkerboard"],
             "diversity_pk": s["power_spectrum"]["diversity_median"],
-            "diversity_mass": s["mass_histogram"]["diversity_median"],
+            "diversity_mass": s["mass_histogram"]["diversity_median"], **box,
             "report": str(run / f"report_{split}"), "record": record}
 
 
@@ -118,7 +139,8 @@ def _finished(run: Path, budget: float) -> bool:
 
 
 METRICS = ["compat_power_spectrum", "compat_mass_histogram", "compat_peak_histogram",
-           "compat_bispectrum", "p_ratio_min", "p_ratio_max", "checkerboard", "diversity_pk"]
+           "compat_bispectrum", "p_ratio_min", "p_ratio_max", "checkerboard",
+           "diversity_pk"] + BOX_METRICS
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
