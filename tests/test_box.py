@@ -282,3 +282,30 @@ def test_match_output_starts_the_box_at_the_data_one_point_distribution():
     # the skip carries the input: the output follows channel 0
     corr = torch.corrcoef(torch.stack([logit.flatten(), x[0, 0].double().flatten()]))[0, 1]
     assert float(corr) > 0.9
+
+
+def test_calibrate_input_gives_the_channel_the_target_spectrum():
+    """calibrate_input: the channel's P(k) takes the target's shape (the ratio is flat across
+    k, up to cosmic variance and the cap), the channel stays standardised, the filter is in the
+    state dict, and an 'lpt' channel keeps its phases (it correlates with the unfiltered one)."""
+    k = np.geomspace(0.005, 3.0, 40)
+    power = 2e4 * (k / 0.05) ** -1.4 / (1 + (0.02 / k) ** 2)
+    target_k = np.geomspace(0.02, 1.5, 30)
+    target = 300.0 * (target_k / 0.1) ** -1.1   # T(k) within the cap (10x its smallest)
+    for source in ("data", "lpt"):
+        g = BoxGenerator(width=0.125, crop=8, source=source)
+        g.set_input_power(k, power, cell_size=4.0)
+        rng = torch.Generator().manual_seed(3)
+        before = g.draw_inputs(1, 48, rng)[0, 0].double()
+        g.calibrate_input(target_k, target)
+        assert "filter_t" in g.state_dict() and g.filter_t.numel() > 10
+        after = g.draw_inputs(4, 48, torch.Generator().manual_seed(3))[:, 0].double()
+        assert abs(float(after.std()) - 1) < 0.1
+        kk, pk, modes = ops.power_spectrum(after - after.mean(), 48 * 4.0)
+        sel = (modes >= 50) & (kk > 0.05) & (kk < 0.45)   # below the cap of an lpt channel
+        ratio = pk.mean(0)[sel] / torch.as_tensor(np.interp(kk[sel].numpy(), target_k, target))
+        assert float(ratio.max() / ratio.min()) < 1.6, ratio
+        corr = torch.corrcoef(torch.stack([before.flatten(), after[0].flatten()]))[0, 1]
+        assert float(corr) > 0.6
+    with pytest.raises(ValueError, match="increasing"):
+        g.calibrate_input([0.2, 0.1], [1.0, 1.0])

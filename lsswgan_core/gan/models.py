@@ -222,6 +222,9 @@ class BoxGenerator(nn.Module):
         self.register_buffer("input_mean", torch.zeros((), dtype=torch.float64))
         self.register_buffer("input_std", torch.ones((), dtype=torch.float64))
         self.register_buffer("pool_seed", torch.zeros((), dtype=torch.int64))
+        # a filter T(k) on the channel (log-log table; flat 1 until `calibrate_input`)
+        self.register_buffer("filter_k", torch.tensor([1e-4, 1e2], dtype=torch.float64))
+        self.register_buffer("filter_t", torch.ones(2, dtype=torch.float64))
         self._pool, self._pool_key = None, None
 
     def set_input_power(self, k, power, cell_size: float, seed: int = 0) -> None:
@@ -238,14 +241,50 @@ class BoxGenerator(nn.Module):
         self.power_k, self.power_p = k.to(self.power_k.device), power.to(self.power_p.device)
         self.cell_size.fill_(float(cell_size))
         self.pool_seed.fill_(int(seed))
+        self.filter_k = torch.tensor([1e-4, 1e2], dtype=torch.float64, device=self.power_k.device)
+        self.filter_t = torch.ones(2, dtype=torch.float64, device=self.power_k.device)
+        self._standardise()
+
+    def _calibration_field(self) -> torch.Tensor:
+        """The channel on a 128^3 box from a fixed seed, before standardisation."""
         self.input_mean.fill_(0.0)
         self.input_std.fill_(1.0)
+        white = torch.randn(1, 128, 128, 128, generator=torch.Generator().manual_seed(0),
+                            dtype=torch.float64)   # on the CPU: the same on any device
         with torch.no_grad():
-            white = torch.randn(1, 128, 128, 128, generator=torch.Generator().manual_seed(0),
-                                dtype=torch.float64)   # on the CPU: the same on any device
-            field = self.large_scale_field(white.to(self.power_k.device))
-            self.input_mean.fill_(float(field.mean()))
-            self.input_std.fill_(float(field.std()))
+            return self.large_scale_field(white.to(self.power_k.device))
+
+    def _standardise(self) -> None:
+        field = self._calibration_field()
+        self.input_mean.fill_(float(field.mean()))
+        self.input_std.fill_(float(field.std()))
+
+    def calibrate_input(self, k, power) -> None:
+        """Filter the channel by T(k) = sqrt(power / P_channel(k)) so that its spectrum takes
+        the shape of `power` (k in h/Mpc, increasing): the phases, and so the web of an 'lpt'
+        input, stay, and the two-point function becomes the target's. Training sets the
+        target to the spectrum of logit(transformed training boxes): with `match_output` the
+        box then starts with the data's P(k) in the generator's output space (a linear map of
+        the 2LPT log density has too much power on large scales and too little on small ones:
+        the nonlinear collapse it lacks). T is measured on a 128^3 calibration box, capped at
+        10 times its smallest value, held constant beyond the measured k."""
+        k = torch.as_tensor(k, dtype=torch.float64).flatten()
+        power = torch.as_tensor(power, dtype=torch.float64).flatten()
+        if k.numel() < 2 or k.shape != power.shape or not bool((k > 0).all()) \
+                or not bool((power > 0).all()) or not bool((k[1:] > k[:-1]).all()):
+            raise ValueError("the target spectrum needs >= 2 increasing k > 0 with P > 0")
+        self.filter_k = torch.tensor([1e-4, 1e2], dtype=torch.float64, device=self.power_k.device)
+        self.filter_t = torch.ones(2, dtype=torch.float64, device=self.power_k.device)
+        field = self._calibration_field()[0]
+        kc, pc, modes = power_spectrum(field - field.mean(), 128 * float(self.cell_size))
+        keep = (modes > 0) & (pc > 0) & (kc >= k[0]) & (kc <= k[-1])
+        if int(keep.sum()) < 2:
+            raise ValueError("the target spectrum does not overlap the calibration box's k")
+        kc, pc = kc[keep].double(), pc[keep].double()
+        t = (_table_at(kc, k, power) / pc).sqrt()
+        t = t.clamp(max=10 * float(t.min()))
+        self.filter_k, self.filter_t = kc.to(self.power_k.device), t.to(self.power_k.device)
+        self._standardise()
 
     def match_output(self, values: torch.Tensor, network_scale: float = 0.1) -> dict:
         """Start the box at the data's one-point distribution: the linear skip from the
@@ -255,7 +294,8 @@ class BoxGenerator(nn.Module):
         correction to that map. A few minutes of CPU move each weight by at most steps x lr
         (about 0.03 for the demo), so where the output starts is where it stays: from the
         default start (skip 0.5, bias at logit of the mean) the demo's boxes kept twice the
-        data's mean density after 58 steps. Returns {'mu', 'sigma'}."""
+        data's mean density after 58 steps. The mean the U-Net adds is measured on a 32^3 box
+        and taken off the skip's bias. Returns {'mu', 'sigma'}."""
         v = values.detach().double().flatten().clamp(1e-6, 1 - 1e-6)
         logit = torch.log(v / (1 - v))
         mu, sigma = float(logit.mean()), float(logit.std())
@@ -264,22 +304,24 @@ class BoxGenerator(nn.Module):
             self.skip.bias.fill_(mu)
             self.out[0].weight.mul_(network_scale)
             self.out[0].bias.zero_()
+            # the U-Net's LeakyReLU features have a mean, so even a tenth of its last layer
+            # moves the output's (by up to 0.5 in logit): measure it on a box and take it off
+            box = self.box(self.draw_inputs(1, 32, torch.Generator(self.skip.weight.device)
+                                            .manual_seed(0), self.skip.weight.device))
+            out = box.double().clamp(1e-6, 1 - 1e-6)
+            self.skip.bias.add_(mu - float(torch.log(out / (1 - out)).mean()))
         return {"mu": mu, "sigma": sigma}
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # the spectrum table has the length the data gave it: take the stored one's shape
-        for name in ("power_k", "power_p"):
+        # the tables have the length the data gave them: take the stored ones' shapes
+        for name in ("power_k", "power_p", "filter_k", "filter_t"):
             stored = state_dict.get(prefix + name)
             if stored is not None:
                 setattr(self, name, torch.empty_like(stored, device=getattr(self, name).device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _power_at(self, k: torch.Tensor) -> torch.Tensor:
-        lk, lp = self.power_k.log(), self.power_p.log()
-        x = k.clamp(min=float(self.power_k[0]), max=float(self.power_k[-1])).log()
-        i = torch.searchsorted(lk, x).clamp(1, lk.numel() - 1)
-        t = (x - lk[i - 1]) / (lk[i] - lk[i - 1])
-        return torch.exp(lp[i - 1] + t * (lp[i] - lp[i - 1]))
+        return _table_at(k, self.power_k, self.power_p)
 
     def large_scale_field(self, white: torch.Tensor) -> torch.Tensor:
         """White noise (b, n, n, n) -> the large-scale channel on that periodic box of n
@@ -297,6 +339,10 @@ class BoxGenerator(nn.Module):
             from ..sim.simulate import lpt_density  # noqa: PLC0415
 
             field = torch.stack([torch.log(lpt_density(f, box) + 0.01).double() for f in field])
+        if not bool((self.filter_t == 1).all()):
+            t = _table_at(k, self.filter_k, self.filter_t)
+            field = torch.fft.irfftn(torch.fft.rfftn(field, dim=(-3, -2, -1)) * t, s=(n, n, n),
+                                     dim=(-3, -2, -1))
         return (field - self.input_mean) / self.input_std
 
     def _input_pool(self, size: int, device) -> torch.Tensor:
@@ -304,7 +350,7 @@ class BoxGenerator(nn.Module):
         from `pool_seed`: the same on resume, so training crops need no input box of their
         own (an LPT box costs a dozen FFTs and a paint)."""
         key = (size, str(device), int(self.pool_seed), self.source, float(self.cell_size),
-               float(self.power_p.sum()), float(self.input_std))
+               float(self.power_p.sum()), float(self.filter_t.sum()), float(self.input_std))
         if self._pool_key != key:
             rng = torch.Generator().manual_seed(int(self.pool_seed))
             with torch.no_grad():
@@ -411,6 +457,16 @@ class BoxGenerator(nn.Module):
 
 
 _PERMUTATIONS = list(itertools.permutations(range(3)))
+
+
+def _table_at(k: torch.Tensor, tk: torch.Tensor, tv: torch.Tensor) -> torch.Tensor:
+    """The table (tk increasing, tv > 0) at k, interpolated log-log, constant beyond its
+    ends."""
+    lk, lv = tk.log(), tv.log()
+    x = k.clamp(min=float(tk[0]), max=float(tk[-1])).log()
+    i = torch.searchsorted(lk, x).clamp(1, lk.numel() - 1)
+    t = (x - lk[i - 1]) / (lk[i] - lk[i - 1])
+    return torch.exp(lv[i - 1] + t * (lv[i] - lv[i - 1]))
 
 
 def periodic_pad(x: torch.Tensor, halo: int) -> torch.Tensor:

@@ -42,6 +42,7 @@ from .distributed import DeviceError, Distributed, choose_device, configure_cuda
 from .duality_gap import duality_gap
 from .losses import critic_loss, generator_loss, train_split_units, weighted_summary
 from .models import init_output_bias, input_spectrum
+from ..ops import power_spectrum
 from ..progress import Progress
 from .run import (Reporter, RunDir, RunError, build_models, load_checkpoint, save_checkpoint)
 
@@ -243,7 +244,10 @@ def _build_state(data, dataset, train_split, run, config, resume, device, dist) 
                 config.model.box_input, boxes.cell_size, torch.from_numpy(boxes.physical())),
                 cell_size=boxes.cell_size, seed=config.train.seed)
         if config.model.init_output_bias and isinstance(train_split, CropSplit):
-            # the box generator starts at the data's one-point distribution (match_output)
+            # the box generator starts with the data's P(k) and one-point distribution in its
+            # output space: the input filtered to the spectrum of logit(transformed boxes),
+            # then the skip as a linear map onto their logit's mean and spread
+            generator.calibrate_input(*logit_spectrum(train_split))
             generator.match_output(train_split.batch(torch.arange(min(64, len(train_split)))))
         elif config.model.init_output_bias:
             init_output_bias(generator, train_split.mean())
@@ -257,6 +261,18 @@ def _build_state(data, dataset, train_split, run, config, resume, device, dist) 
             state.generator_ema.load_state_dict(ckpt["generator_ema"])
     state.t_start = time.perf_counter()
     return state, start_epoch
+
+
+def logit_spectrum(crops: CropSplit):
+    """(k, P) of logit(transformed values) of the whole train boxes, mean over boxes (k in
+    h/Mpc): the target of BoxGenerator.calibrate_input."""
+    boxes = crops.boxes
+    s = np.clip(crops.transform.forward(boxes.physical()), 1e-6, 1 - 1e-6)
+    logit = torch.from_numpy(np.log(s / (1 - s)))
+    logit = logit - logit.mean(dim=(-3, -2, -1), keepdim=True)
+    k, pk, modes = power_spectrum(logit, boxes.n * boxes.cell_size)
+    keep = (modes > 0) & (pk.mean(0) > 0)
+    return k[keep].double(), pk.mean(0)[keep].double()
 
 
 def _run_attrs(dataset: Dataset, data, train_split) -> dict:
