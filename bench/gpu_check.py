@@ -383,17 +383,19 @@ def section_projection(c: Check) -> dict:
 
 
 def section_whole_box(c: Check) -> dict:
-    """The box generator at the run's width with the demo's 2LPT input: whole boxes of 256^3
+    """The box generator at the run's width with the demo's large-scale input: whole boxes of 256^3
     and 512^3 cells (one network call each, as `write_boxes` makes them when they fit):
     seconds per box, boxes per second and peak memory; its inputs drawn once per size and
     timed apart (input_seconds)."""
     from lsswgan_core.gan.models import BoxGenerator, input_spectrum  # noqa: PLC0415
+    from lsswgan_core.config import load_config  # noqa: PLC0415
 
     s = c.sizes
-    generator = BoxGenerator(s["width"], source="lpt").to(c.device).eval()
-    k, p = input_spectrum("lpt", 4.0)
+    source = load_config(ROOT / "configs" / "demo.toml").model.box_input
+    generator = BoxGenerator(s["width"], source=source).to(c.device).eval()
+    k, p = input_spectrum("linear", 4.0)   # the 'data' source's shape without a dataset
     generator.set_input_power(k, p, 4.0)
-    out = {"width": s["width"], "halo": generator.halo, "sizes": {}}
+    out = {"width": s["width"], "halo": generator.halo, "source": source, "sizes": {}}
     for n in s["boxes"]:
         rng = torch.Generator(device=c.device).manual_seed(0)
         t0 = time.perf_counter()
