@@ -180,9 +180,10 @@ def box_summary(cfg, m: dict, splits: str, box_file, report) -> list[str]:
             f"bispectrum Q {b['bispectrum_distance_generated']:.3f} vs "
             f"{b['bispectrum_distance_baseline']:.3f}, peak histogram "
             f"{b['peak_distance_generated']:.3f} vs {b['peak_distance_baseline']:.3f}")
-        lines.append("size independence (P(k) of one larger box inside the band in every common "
-                     "bin): " + ", ".join(f"{cells}^3 {v.get('all_inside')}"
-                                          for cells, v in b["size_independence"].items()))
+        lines.append("size independence (P(k) of one box per size in the common bins, inside "
+                     "the 2-sigma band; about 95 % expected by chance): " + ", ".join(
+                         f"{cells}^3 {v.get('bins_inside')}/{v.get('bins')}"
+                         for cells, v in b["size_independence"].items()))
     lines.append(f"a whole box: {box_file}; report: {report}/ (metrics.json, box_slices, "
                  "box_large, box_power, box_seams, fig6-fig8 PNGs)")
     return lines
