@@ -224,7 +224,7 @@ def test_box_run_trains_resumes_bit_exactly_and_samples_boxes(box_dataset, tmp_p
     assert saved["boxes"]["size_independence"].keys() == {"128"}
     assert (tmp_path / "report" / "box_large.png").is_file()   # 128^3, made in 64^3 tiles
     block = saved["boxes"]["size_independence"]["128"]
-    assert len(block["inside_band"]) == block["bins"] == 32
+    assert len(block["inside_band"]) == block["bins"] == 31   # edges at 1..32 k_F of 64^3
     assert block["bins_inside"] == sum(block["inside_band"])
     # the demo's summary reads this report
     from cli.demo import box_summary
@@ -233,7 +233,7 @@ def test_box_run_trains_resumes_bit_exactly_and_samples_boxes(box_dataset, tmp_p
                         tmp_path / "report")
     text = "\n".join(lines)
     for part in ("whole boxes (1 generated vs 1 held-out real, 64^3)", "tiled vs whole",
-                 "face wrap", "remapped-Gaussian baseline", "128^3 ", "/32", "time_limit"):
+                 "face wrap", "remapped-Gaussian baseline", "128^3 ", "/31", "time_limit"):
         assert part in text, (part, text)
 
 
