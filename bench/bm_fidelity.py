@@ -104,17 +104,7 @@ def run_variant(key: str, seed: int, data: Path, out: Path, budget: float, split
     if "summaries" not in m:
         raise RuntimeError(f"{run}: no comparison was possible: {'; '.join(m['problems'])}")
     s, c = m["summaries"], m["power_spectrum_checks"]
-    box = {name: float("nan") for name in BOX_METRICS}
-    if isinstance(m.get("boxes"), dict) and "ratio" in m["boxes"]:
-        b = m["boxes"]
-        k, ratio = np.array(b["k"], float), np.array(b["ratio"], float)
-        below = (k <= math.pi / b["cell_size"]) & np.isfinite(ratio)
-        box = {"box_ratio_min": float(ratio[below].min()),
-               "box_ratio_max": float(ratio[below].max()),
-               "q_distance": b["bispectrum_distance_generated"],
-               "q_distance_baseline": b["bispectrum_distance_baseline"],
-               "peak_distance": b["peak_distance_generated"],
-               "peak_distance_baseline": b["peak_distance_baseline"]}
+    box = box_columns(m)
     return {"variant": f"{key} {name}", "seed": seed, "epochs": m["training"]["epochs"],
             "generator_steps": m["training"]["generator_steps"],
             "seconds": m["training"]["seconds"],
@@ -126,6 +116,22 @@ def run_variant(key: str, seed: int, data: Path, out: Path, budget: float, split
             "diversity_pk": s["power_spectrum"]["diversity_median"],
             "diversity_mass": s["mass_histogram"]["diversity_median"], **box,
             "report": str(run / f"report_{split}"), "record": record}
+
+
+def box_columns(m: dict) -> dict:
+    """The whole-box columns of a report (NaN for a cube generator's)."""
+    box = {name: float("nan") for name in BOX_METRICS}
+    if isinstance(m.get("boxes"), dict) and "ratio" in m["boxes"]:
+        b = m["boxes"]
+        k, ratio = np.array(b["k"], float), np.array(b["ratio"], float)
+        below = (k <= math.pi / b["cell_size"]) & np.isfinite(ratio)
+        box = {"box_ratio_min": float(ratio[below].min()),
+               "box_ratio_max": float(ratio[below].max()),
+               "q_distance": b["bispectrum_distance_generated"],
+               "q_distance_baseline": b["bispectrum_distance_baseline"],
+               "peak_distance": b["peak_distance_generated"],
+               "peak_distance_baseline": b["peak_distance_baseline"]}
+    return box
 
 
 def _finished(run: Path, budget: float) -> bool:
@@ -241,7 +247,7 @@ def trend(key: str, data: Path, out: Path, budget: float, split: str, factors=(1
                      "p_ratio_min": c["ratio_min_below_nyquist"],
                      "p_ratio_max": c["ratio_max_below_nyquist"],
                      "checkerboard": c["checkerboard"],
-                     "diversity_pk": s["power_spectrum"]["diversity_median"]})
+                     "diversity_pk": s["power_spectrum"]["diversity_median"], **box_columns(m)})
     return rows
 
 
