@@ -1,22 +1,38 @@
-"""Painting benchmark: lsscore's paint against what a user would otherwise use, on uniform and
-clustered ("cosmic web") catalogues, NGP, CIC and TSC.
+"""Painting benchmark: lsscore's paint on what users paint, N-body snapshots, and on synthetic
+catalogues, NGP, CIC and TSC, against what a user would otherwise use.
 
-Baselines, on the same positions in one process: np.bincount on linear cell indices and
-numpy.histogramdd (NGP), NumPy CIC by 8 np.add.at, torch index_put_(accumulate=True) and
-scatter_add_ (NGP) and 8 index_put_ (CIC) on the device, and Pylians' MAS_library.MA when
-installed (bench only; its grid points sit at i h, so positions are shifted by -h/2 to paint
-the same grid). Reference: the plain-torch NGP and CIC. Columns: medians, Mparticles/s,
-ratios, the peak extra memory of each call and, for ours, a roofline (positions read once,
-the grid written once, over the time, as a fraction of the measured copy bandwidth). On the
-CPU a second table scales ours (and Pylians) over 1, 2 and all cores on the largest
-catalogues. Writes bench/results_paint.json.
+Catalogues (2^24 particles -> 256^3 cells; --quick: 2^18 -> 64^3): `lsscore simulate` runs
+(256^3 particles, z = 0, in a 256 and a 1000 Mpc/h box; the simulation of `lsscore simulate
+--seed 0`, cached as float32 positions under --cache), each in file order (the order of the
+initial lattice, as the snapshot stores them), in a random permutation (a snapshot shuffled by
+domain decomposition) and sorted along a Morton curve (at 1024 cells per side); and uniform
+and filament ("clustered") catalogues in a 1000 Mpc/h box.
 
-    python bench/bm_paint.py [--device cpu|cuda] [--quick] [--threads 2]
+Each row, side by side in one process, interleaved: ours at --threads (2) and at 1 thread;
+with --previous REV, lsscore's CPU kernel as of git revision REV (its csrc/cpu/paint.cpp and
+csrc/common/ built on their own, with this build's flags) at the same thread counts; for CIC and
+TSC ours with each strategy forced (LSSCORE_PAINT_STRATEGY=direct, buckets), which shows what
+the probe chose; Pylians' MAS_library.MA (serial; when installed, bench only; its grid points
+sit at i h, so positions are shifted by -h/2 to paint the same grid); np.bincount, torch
+index_put_ and scatter_add_ on linear cell indices (NGP), torch 8x index_put_ (CIC), and on the
+synthetic catalogues numpy.histogramdd (NGP) and NumPy 8x np.add.at (CIC). Reference: the
+previous kernel where given (rel_diff 0 is bit for bit), else the plain-torch NGP and CIC.
+Columns: medians, Mparticles/s, ratios, the peak extra memory of each call and, for ours, a
+roofline (positions read once, the grid written once, over the time, as a fraction of the
+measured copy bandwidth). A summary table per catalogue and scheme ends the run. Writes
+bench/results_paint.json.
+
+    python bench/bm_paint.py [--quick] [--threads 2] [--previous REV] [--catalogues NAME ...]
+                             [--cache DIR] [--device cpu|cuda]
 """
 from __future__ import annotations
 
+import argparse
 import functools
+import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +43,20 @@ from _common import Entry, Impl, main, register  # noqa: E402
 
 from lsswgan_core import ops  # noqa: E402
 
+HERE = Path(__file__).resolve().parent
 BOX = 1000.0
+STRATEGY_ENV = "LSSCORE_PAINT_STRATEGY"
+ORDERS = {"ngp": 1, "cic": 2, "tsc": 3}
+
+# set from the command line (bench/run.py takes the defaults)
+SETTINGS = {"previous": None, "catalogues": None,
+            "cache": Path(tempfile.gettempdir()) / "lsscore-bench-nbody"}
 
 
-@functools.lru_cache(maxsize=1)
-def catalogue(kind: str, num: int) -> np.ndarray:
+# ---------------------------------------------------------------------------- catalogues
+
+
+def synthetic(kind: str, num: int) -> np.ndarray:
     """num float32 positions in [0, BOX)^3, the same for the same (kind, num)."""
     rng = np.random.default_rng([num, kind == "clustered"])
     if kind == "uniform":
@@ -48,20 +73,114 @@ def catalogue(kind: str, num: int) -> np.ndarray:
     return np.mod(pts, BOX).astype(np.float32)
 
 
-def np_bincount_ngp(pos, n):
-    idx = np.floor(pos.astype(np.float64) * (n / BOX)).astype(np.int64)
+def simulated(particles: int, box: float) -> np.ndarray:
+    """The z = 0 float32 positions, in file order, of the first simulation of `lsscore simulate
+    --particles P --box-size L --seed 0` (10 PM steps, mesh factor 2); cached under --cache
+    (a 256^3 run takes several minutes and about 6 GiB)."""
+    from lsswgan_core.sim.simulate import run_simulation  # noqa: PLC0415
+
+    cache = Path(SETTINGS["cache"])
+    path = cache / f"simulate_p{particles}_L{box:g}_seed0.npy"
+    if path.exists():
+        return np.load(path)
+    cache.mkdir(parents=True, exist_ok=True)
+    print(f"simulating {particles}^3 particles in {box:g} Mpc/h (cached as {path})", flush=True)
+    seed = int(np.random.SeedSequence([0, 0]).generate_state(1)[0])  # write_suite's sim 0
+    pos = run_simulation(particles, box, seed, pm_steps=10).positions.astype(np.float32)
+    tmp = path.with_name(path.name + f".{os.getpid()}.npy")
+    np.save(tmp, pos)
+    tmp.replace(path)
+    return pos
+
+
+def morton_order(pos: np.ndarray, box: float, bits: int = 10) -> np.ndarray:
+    """The permutation that sorts positions along a Morton (Z-order) curve on 2^bits cells per
+    side."""
+    cells = np.clip((pos.astype(np.float64) * (2**bits / box)).astype(np.int64), 0, 2**bits - 1)
+    key = np.zeros(len(pos), dtype=np.int64)
+    for bit in range(bits):
+        for d in range(3):
+            key |= ((cells[:, d] >> bit) & 1) << (3 * bit + (2 - d))
+    return np.argsort(key, kind="stable")
+
+
+@functools.lru_cache(maxsize=1)
+def catalogue(name: str, quick: bool) -> tuple[np.ndarray, float]:
+    """(positions, box size) of a named catalogue: 'uniform', 'clustered' or
+    'nbody L<box> <order>' with order 'file', 'shuffled' or 'morton'."""
+    if name in ("uniform", "clustered"):
+        return synthetic(name, 2**18 if quick else 2**24), BOX
+    _, box, order = name.split()
+    box = float(box[1:])
+    pos = simulated(64 if quick else 256, box)
+    if order == "shuffled":
+        pos = pos[np.random.default_rng(1).permutation(len(pos))]
+    elif order == "morton":
+        pos = pos[morton_order(pos, box)]
+    return np.ascontiguousarray(pos), box
+
+
+CATALOGUES = ("nbody L1000 file", "nbody L1000 shuffled", "nbody L1000 morton",
+              "nbody L256 file", "nbody L256 shuffled", "nbody L256 morton",
+              "uniform", "clustered")
+
+
+# ---------------------------------------------------------------------------- the previous kernel
+
+
+@functools.lru_cache(maxsize=None)
+def previous_kernel(rev: str):
+    """lsscore's CPU paint as of git revision `rev`: its csrc/cpu/paint.cpp and csrc/common/,
+    with the op registration replaced by a pybind11 function, built as a module of its own
+    (name and build directory by commit) with the flags of CMakeLists.txt, so that both
+    kernels run in one process. Returns the module: paint(positions, weights, n, box_size,
+    order) and paint_into(grid, positions, weights, box_size, order)."""
+    from torch.utils import cpp_extension  # noqa: PLC0415
+
+    def git(*args) -> bytes:
+        return subprocess.run(["git", "-C", str(HERE.parent), *args], check=True,
+                              capture_output=True).stdout
+
+    sha = git("rev-parse", "--verify", f"{rev}^{{commit}}").decode().strip()
+    src = Path(tempfile.gettempdir()) / f"lsscore-paint-{sha[:12]}"
+    for path in git("ls-tree", "-r", "--name-only", sha, "csrc/common/").decode().split():
+        (src / path).parent.mkdir(parents=True, exist_ok=True)
+        (src / path).write_bytes(git("show", f"{sha}:{path}"))
+    text = git("show", f"{sha}:csrc/cpu/paint.cpp").decode()
+    text = text[:text.index("TORCH_LIBRARY_IMPL(lsscore, CPU")] + (
+        "#include <torch/extension.h>\n"
+        "PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {\n"
+        "  m.def(\"paint\", &lss::paint_cpu);\n"
+        "  m.def(\"paint_into\", &lss::paint_into_cpu);\n"
+        "}\n")
+    cpp = src / "csrc" / "cpu" / "paint_previous.cpp"
+    cpp.parent.mkdir(parents=True, exist_ok=True)
+    if not cpp.exists() or cpp.read_text() != text:
+        cpp.write_text(text)
+    print(f"building the paint kernel of {rev} ({sha[:12]}) in {src}", flush=True)
+    module = cpp_extension.load(f"lsscore_paint_{sha[:12]}", [str(cpp)], build_directory=str(src),
+                                extra_cflags=["-O3", "-DNDEBUG", "-fopenmp", "-std=gnu++20"],
+                                extra_ldflags=["-fopenmp"])
+    return module
+
+
+# ---------------------------------------------------------------------------- baselines
+
+
+def np_bincount_ngp(pos, n, box):
+    idx = np.floor(pos.astype(np.float64) * (n / box)).astype(np.int64)
     np.clip(idx, 0, n - 1, out=idx)
     lin = (idx[:, 0] * n + idx[:, 1]) * n + idx[:, 2]
     return np.bincount(lin, minlength=n**3).reshape(n, n, n)
 
 
-def np_histogramdd(pos, n):
-    return np.histogramdd(pos, bins=n, range=[(0, BOX)] * 3)[0]
+def np_histogramdd(pos, n, box):
+    return np.histogramdd(pos, bins=n, range=[(0, box)] * 3)[0]
 
 
-def np_cic(pos, n):
+def np_cic(pos, n, box):
     """CIC by 8 np.add.at, cell centres at (i + 1/2) h."""
-    u = pos.astype(np.float64) * (n / BOX) - 0.5
+    u = pos.astype(np.float64) * (n / box) - 0.5
     i0 = np.floor(u)
     f = u - i0
     i0 = i0.astype(np.int64) % n
@@ -73,9 +192,9 @@ def np_cic(pos, n):
     return grid
 
 
-def torch_ngp(pos, n, scatter=False):
+def torch_ngp(pos, n, box, scatter=False):
     """NGP in plain torch: index_put_(accumulate=True), or scatter_add_, on linear indices."""
-    idx = torch.floor(pos.double() * (n / BOX)).long().clamp_(0, n - 1)
+    idx = torch.floor(pos.double() * (n / box)).long().clamp_(0, n - 1)
     lin = (idx[:, 0] * n + idx[:, 1]) * n + idx[:, 2]
     grid = torch.zeros(n**3, dtype=pos.dtype, device=pos.device)
     ones = torch.ones(len(lin), dtype=pos.dtype, device=pos.device)
@@ -86,9 +205,9 @@ def torch_ngp(pos, n, scatter=False):
     return grid.view(n, n, n)
 
 
-def torch_cic(pos, n):
+def torch_cic(pos, n, box):
     """CIC in plain torch: eight index_put_(accumulate=True), cell centres at (i + 1/2) h."""
-    u = pos.double() * (n / BOX) - 0.5
+    u = pos.double() * (n / box) - 0.5
     i0 = torch.floor(u)
     f = (u - i0).to(pos.dtype)
     i0 = i0.long() % n
@@ -115,61 +234,150 @@ def compulsory_bytes(pos: np.ndarray, n: int) -> float:
     return pos.nbytes + n**3 * pos.itemsize
 
 
-@register("paint")
+def at_threads(fn, threads: int):
+    """fn with torch (and so paint) on `threads` threads, restored after."""
+    def call(x):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return fn(x)
+        finally:
+            torch.set_num_threads(before)
+    return call
+
+
+def with_strategy(fn, strategy: str):
+    """fn with paint's CIC/TSC strategy forced (LSSCORE_PAINT_STRATEGY), restored after."""
+    def call(x):
+        before = os.environ.get(STRATEGY_ENV)
+        os.environ[STRATEGY_ENV] = strategy
+        try:
+            return fn(x)
+        finally:
+            if before is None:
+                del os.environ[STRATEGY_ENV]
+            else:
+                os.environ[STRATEGY_ENV] = before
+    return call
+
+
+# ---------------------------------------------------------------------------- entries
+
+
+@register("paint", derive=lambda rows: summary(rows))
 def entries(opts):
-    sizes = [2**16, 2**18] if opts.quick else [2**18, 2**21, 2**24]
-    grids = [32, 64] if opts.quick else [64, 256]
+    n = 64 if opts.quick else 256
+    names = SETTINGS["catalogues"] or CATALOGUES
     mas = pylians()
     if mas is None:
         print("Pylians not installed (pip install pylians): its column is skipped")
+    previous = previous_kernel(SETTINGS["previous"]) if SETTINGS["previous"] else None
+    cpu = not opts.cuda
 
-    def setup(kind, num, n, device):
-        pos = catalogue(kind, num)
+    def setup(name, device):
+        pos, box = catalogue(name, opts.quick)
         # ours(x) == Pylians(x - h/2): its grid points sit at i h, ours at (i + 1/2) h
-        shifted = np.mod(pos - np.float32(0.5 * BOX / n), BOX).astype(np.float32) if mas else None
-        return {"pos": pos, "t": torch.from_numpy(pos).to(device), "n": n, "shifted": shifted}
+        shifted = np.mod(pos - np.float32(0.5 * box / n), box).astype(np.float32) if mas else None
+        return {"pos": pos, "t": torch.from_numpy(pos).to(device), "n": n, "box": box,
+                "shifted": shifted}
 
     def pylians_ma(scheme):
         def call(x):
             grid = np.zeros((x["n"],) * 3, dtype=np.float32)
-            mas.MA(x["shifted"], grid, BOX, scheme, verbose=False)
+            mas.MA(x["shifted"], grid, x["box"], scheme.upper(), verbose=False)
             return grid
-        return [Impl(f"pylians {scheme}", call, host=True, scale=True)] if mas else []
+        return [Impl(f"pylians {scheme}", call, host=True)] if mas else []
 
-    for kind in ("uniform", "clustered"):
-        for num in sizes:
-            big = num >= 2**24
-            for n in grids:
-                baselines = {
-                    "ngp": [Impl("np.bincount", lambda x: np_bincount_ngp(x["pos"], x["n"]),
-                                 host=True),
-                            Impl("np.histogramdd", lambda x: np_histogramdd(x["pos"], x["n"]),
-                                 host=True, slow=True),
-                            Impl("torch index_put_", lambda x: torch_ngp(x["t"], x["n"])),
-                            Impl("torch scatter_add_",
-                                 lambda x: torch_ngp(x["t"], x["n"], scatter=True)),
-                            *pylians_ma("NGP")],
-                    "cic": [Impl("numpy 8x add.at", lambda x: np_cic(x["pos"], x["n"]),
-                                 host=True, slow=True),
-                            Impl("torch 8x index_put_", lambda x: torch_cic(x["t"], x["n"])),
-                            *pylians_ma("CIC")],
-                    "tsc": pylians_ma("TSC"),
-                }
-                reference = {"ngp": lambda x: torch_ngp(x["t"], x["n"]),
-                             "cic": lambda x: torch_cic(x["t"], x["n"]), "tsc": None}
-                for scheme, impls in baselines.items():
-                    yield Entry(
-                        case={"catalogue": kind, "N": f"2^{num.bit_length() - 1}",
-                              "grid": f"{n}^3", "scheme": scheme},
-                        setup=functools.partial(setup, kind, num, n),
-                        ours=lambda x, s=scheme: ops.paint(x["t"], x["n"], BOX, scheme=s),
-                        baselines=impls, reference=reference[scheme],
-                        bytes=lambda x: compulsory_bytes(x["pos"], x["n"]),
-                        throughput=("Mpart/s", num / 1e6), memory=True,
-                        scale_threads=num == sizes[-1] and n == grids[-1],
-                        repeats=3 if big else None,
-                        warmup=0 if big and not opts.cuda else None)
+    for name in names:
+        synth = name in ("uniform", "clustered")
+        for scheme, order in ORDERS.items():
+            def ours(x, s=scheme):
+                return ops.paint(x["t"], x["n"], x["box"], scheme=s)
+
+            impls = [Impl("ours 1 thread", at_threads(ours, 1))] if cpu else []
+            if cpu and scheme != "ngp":
+                impls += [Impl(f"ours {s}", with_strategy(ours, s)) for s in ("direct", "buckets")]
+            if previous is not None and cpu:
+                def prev(x, o=order):
+                    return previous.paint(x["t"], None, x["n"], x["box"], o)
+                impls += [Impl("previous", prev), Impl("previous 1 thread", at_threads(prev, 1))]
+            impls += pylians_ma(scheme)
+            if scheme == "ngp":
+                impls += [Impl("np.bincount", lambda x: np_bincount_ngp(x["pos"], x["n"], x["box"]),
+                               host=True),
+                          Impl("torch index_put_", lambda x: torch_ngp(x["t"], x["n"], x["box"])),
+                          Impl("torch scatter_add_",
+                               lambda x: torch_ngp(x["t"], x["n"], x["box"], scatter=True))]
+                if synth:
+                    impls.append(Impl("np.histogramdd",
+                                      lambda x: np_histogramdd(x["pos"], x["n"], x["box"]),
+                                      host=True, slow=True))
+            elif scheme == "cic":
+                impls.append(Impl("torch 8x index_put_",
+                                  lambda x: torch_cic(x["t"], x["n"], x["box"])))
+                if synth:
+                    impls.append(Impl("numpy 8x add.at",
+                                      lambda x: np_cic(x["pos"], x["n"], x["box"]),
+                                      host=True, slow=True))
+            if previous is not None and cpu:
+                reference = prev
+            else:
+                reference = {"ngp": lambda x: torch_ngp(x["t"], x["n"], x["box"]),
+                             "cic": lambda x: torch_cic(x["t"], x["n"], x["box"]),
+                             "tsc": None}[scheme]
+            num = 2**18 if opts.quick else 2**24
+            yield Entry(
+                case={"catalogue": name, "N": f"2^{num.bit_length() - 1}", "grid": f"{n}^3",
+                      "scheme": scheme},
+                setup=functools.partial(setup, name),
+                ours=ours, baselines=impls, reference=reference,
+                bytes=lambda x: compulsory_bytes(x["pos"], x["n"]),
+                throughput=("Mpart/s", num / 1e6), memory=synth,
+                repeats=None if opts.quick else 3, warmup=None if opts.quick else 1)
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """One line per catalogue and scheme: ours (ms, ns per particle) at both thread counts,
+    1 -> 2 threads, how many times faster than the previous kernel, Pylians and the fastest
+    NumPy/torch baseline, the forced strategies, and the roofline."""
+    out = []
+    keys = list(dict.fromkeys((r["catalogue"], r["scheme"]) for r in rows))
+    for cat, scheme in keys:
+        block = {r["impl"]: r for r in rows if (r["catalogue"], r["scheme"]) == (cat, scheme)}
+        ours = block["ours"]
+        num = 2 ** int(ours["N"][2:])
+        line = {"catalogue": cat, "scheme": scheme, "ours ms": ours["ms"],
+                "ns/particle": 1e6 * ours["ms"] / num}
+        if "ours 1 thread" in block:
+            one = block["ours 1 thread"]["ms"]
+            line.update({"1 thread ms": one, "1->2 threads": one / ours["ms"]})
+        if "previous" in block:
+            line["x previous"] = block["previous"]["ours x faster"]
+            line["x previous 1 thread"] = (block["previous 1 thread"]["ms"]
+                                           / block["ours 1 thread"]["ms"])
+        pyl = [r for k, r in block.items() if k.startswith("pylians")]
+        if pyl:
+            line["x pylians"] = pyl[0]["ours x faster"]
+        others = [r["ours x faster"] for k, r in block.items()
+                  if k.startswith(("np", "numpy", "torch"))]
+        if others:
+            line["x best numpy/torch"] = min(others)
+        for s in ("direct", "buckets"):
+            if f"ours {s}" in block:
+                line[f"{s} ms"] = block[f"ours {s}"]["ms"]
+        if "of_copy" in ours:
+            line["roofline"] = ours["of_copy"]
+        out.append(line)
+    return out
 
 
 if __name__ == "__main__":
-    main("paint", doc=__doc__)
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--previous", default=None,
+                        help="git revision whose CPU paint kernel runs beside ours")
+    parser.add_argument("--catalogues", nargs="+", choices=CATALOGUES, default=None)
+    parser.add_argument("--cache", type=Path, default=SETTINGS["cache"],
+                        help="where the simulated catalogues are kept")
+    known, rest = parser.parse_known_args()
+    SETTINGS.update(previous=known.previous, catalogues=known.catalogues, cache=known.cache)
+    main("paint", argv=rest, doc=__doc__)

@@ -6,34 +6,53 @@
 // scans all particles and deposits only the parts of their stencils that fall in its own
 // slabs (a CIC or TSC stencil that straddles two ranges is painted half by each owner). Every
 // cell is written by one thread only, and always in particle order, so the result is the
-// serial loop's bit for bit, whatever the number of threads or where the ranges fall.
+// serial loop's bit for bit, whatever the number of threads, the strategy or where the ranges
+// fall: every path computes a particle's weights the same way (paint_direct's).
+//
 // NGP touches one cell per particle and paints straight into the grid (the grid we allocate
 // asks for huge pages, so random updates do not miss the TLB as well as the cache); on several
 // threads the cells are first located in parallel, and the owners scan those indices rather
-// than the positions (paint_ngp_parallel). CIC and
-// TSC touch 8 and 27 cells: within its range a thread takes its particles a chunk at a time,
-// buckets them (a counting sort) into groups of a few slabs, about 2 MiB of grid each, and
-// paints group by group, so its writes stay in cache (a range that fits in cache as it is is
-// painted directly); a particle whose stencil spans two
-// groups is listed in both and paints each group's cells there, so each cell still sees its
-// particles in order.
-// Extra memory: at most the size of the grid (NGP: an index per particle of a chunk; CIC, TSC:
-// a record buffer per thread, at least kMinRecords records each for tiny grids); no copy of
-// the grid.
+// than the positions (paint_ngp_parallel).
+//
+// CIC and TSC touch 8 and 27 cells, and how they are best painted depends on the order of the
+// particles, which a probe of a sample decides (choose_strategy):
+//  - direct: each owner paints its particles one at a time, straight into the grid. Fastest
+//    when consecutive particles land near each other (a snapshot in file order, which for most
+//    codes is the order of the initial lattice, or one sorted along a space-filling curve) or
+//    the catalogue fills little of the grid: the writes hit the cache as they are.
+//  - buckets: within its range an owner takes its particles a chunk at a time, buckets them (a
+//    counting sort) into groups of a few slabs, about kGroupBytes of grid each, and paints
+//    group by group, so its writes stay in cache however the particles are ordered (a shuffled
+//    snapshot); a particle whose stencil spans two groups is listed in both and paints each
+//    group's cells there, so each cell still sees its particles in order.
+// LSSCORE_PAINT_STRATEGY=direct|buckets (environment) forces one, for tests and benchmarks.
+//
+// Extra memory: at most the size of the grid (NGP: an index per particle of a chunk; buckets: a
+// record buffer per thread, at least kMinRecords records each for tiny grids); no copy of the
+// grid.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstdio>
+#include <cstring>
 #include <memory>
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
 #include <vector>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "../common/paint.h"
 #include "../common/paint_checks.h"
+
+// the per-particle helpers of the hot loops, inlined whatever the compiler's estimate
+#define LSS_INLINE inline __attribute__((always_inline))
 
 namespace lss {
 namespace {
@@ -42,117 +61,348 @@ constexpr int64_t kDirectThreshold = int64_t{1} << 14;  // fewer particles: one 
 constexpr int64_t kMinRecords = int64_t{1} << 14;       // records per thread: at least,
 constexpr int64_t kMaxRecords = int64_t{1} << 22;       // at most
 constexpr int64_t kGroupBytes = int64_t{1} << 21;       // grid bytes per bucket, about
-constexpr int64_t kMaxGroups = 4096;                    // buckets per thread, at most
 constexpr int64_t kSample = int64_t{1} << 16;           // particles sampled to balance ranges
-constexpr uint16_t kNoGroup = 0xFFFF;
 
-// A located particle: its first cell per dimension, its offsets (CIC, TSC) and its weight.
-template <typename scalar_t, int ORDER>
+// ---------------------------------------------------------------------------- CIC and TSC
+
+// i in [0, 3n) wrapped into [0, n), without a loop (a stencil's cells are i0 + a, a < 3).
+LSS_INLINE int64_t wrap3(int64_t i, int64_t n) {
+  i -= i >= n ? n : 0;
+  i -= i >= n ? n : 0;
+  return i;
+}
+
+// One axis of a particle: its first cell i0 (in [0, n)) and its offset t, rounded to the
+// grid's type (records keep t so; every path rounds it alike).
+template <int ORDER, typename scalar_t>
+LSS_INLINE int64_t locate_axis(scalar_t x, const GridSpec& g, scalar_t* t) {
+  int64_t i0;
+  double td;
+  locate<ORDER>(cell_coordinate<false>(static_cast<double>(x), g), g.n, &i0, &td);
+  *t = static_cast<scalar_t>(td);
+  return i0;
+}
+
+// Whether a stencil from x-plane i0 reaches a slab of [lo, lo + width) (going round the box).
+template <int ORDER>
+LSS_INLINE bool touches(int64_t i0, int64_t n, int64_t lo, int64_t width) {
+  int64_t d = i0 - lo;
+  d += d < 0 ? n : 0;
+  return d < width || d + ORDER - 1 >= n;
+}
+
+// Adds one particle to the cells of its stencil (first cells i0, per-axis weights w, the mass
+// already in w[0]) that lie in the x-planes [lo, lo + width), or in all of them (ALL), in the
+// serial loop's order: x, then y, then z. The products are taken in the grid's type.
+template <int ORDER, bool ALL, typename scalar_t>
+LSS_INLINE void deposit(const int64_t i0[3], const scalar_t w[3][ORDER], scalar_t* grid, int64_t n,
+                    int64_t lo, int64_t width) {
+  int64_t x[ORDER], y[ORDER], z[ORDER];
+  for (int c = 0; c < ORDER; ++c) {
+    x[c] = wrap3(i0[0] + c, n);
+    y[c] = wrap3(i0[1] + c, n) * n;
+    z[c] = wrap3(i0[2] + c, n);
+  }
+  for (int a = 0; a < ORDER; ++a) {
+    if (!ALL && static_cast<uint64_t>(x[a] - lo) >= static_cast<uint64_t>(width)) continue;
+    scalar_t* plane = grid + x[a] * n * n;
+    for (int b = 0; b < ORDER; ++b) {
+      scalar_t* row = plane + y[b];
+      const scalar_t wab = w[0][a] * w[1][b];
+      for (int c = 0; c < ORDER; ++c) row[z[c]] += wab * w[2][c];
+    }
+  }
+}
+
+// Locates `count` coordinates (a block's x, y, z, as the positions store them): first cells i0
+// and offsets t, exactly as locate_axis. With SSE2, two at a time in the same float64
+// operations for coordinates inside [0, L) (there u >= -1/2 and a truncation is the floor or
+// one above it, and i >= n cannot occur); those outside the box, rare, one at a time after.
+constexpr int64_t kBlock = 64;  // particles located at a time
+
+template <int ORDER, typename scalar_t>
+LSS_INLINE void locate_block(const scalar_t* x, int64_t count, const GridSpec& g, int32_t* i0,
+                                scalar_t* t) {
+  int64_t k = 0;
+#if defined(__SSE2__)
+  const __m128d zero = _mm_setzero_pd(), one = _mm_set1_pd(1.0), half = _mm_set1_pd(0.5);
+  const __m128d box = _mm_set1_pd(g.box_size), inv_h = _mm_set1_pd(g.inv_h);
+  const __m128d cells = _mm_set1_pd(static_cast<double>(g.n));
+  const __m128d last = _mm_set1_pd(static_cast<double>(g.n - 1));
+  __m128d outside = zero;
+  for (; k + 2 <= count; k += 2) {
+    __m128d xd;
+    if constexpr (sizeof(scalar_t) == 4) {
+      xd = _mm_cvtps_pd(_mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + k))));
+    } else {
+      xd = _mm_loadu_pd(reinterpret_cast<const double*>(x + k));
+    }
+    outside = _mm_or_pd(outside, _mm_or_pd(_mm_cmplt_pd(xd, zero), _mm_cmpge_pd(xd, box)));
+    const __m128d u = _mm_mul_pd(xd, inv_h);
+    __m128d first, off;
+    if constexpr (ORDER == 2) {  // s = u - 1/2, i = floor(s), f = s - i, i0 = i (+ n if < 0)
+      const __m128d s = _mm_sub_pd(u, half);
+      __m128d i = _mm_cvtepi32_pd(_mm_cvttpd_epi32(s));
+      i = _mm_sub_pd(i, _mm_and_pd(_mm_cmplt_pd(s, i), one));
+      off = _mm_sub_pd(s, i);
+      first = _mm_add_pd(i, _mm_and_pd(_mm_cmplt_pd(i, zero), cells));
+    } else {  // i = min(floor(u), n - 1), d = u - i - 1/2, i0 = i - 1 (n - 1 if i = 0)
+      const __m128d i = _mm_min_pd(_mm_cvtepi32_pd(_mm_cvttpd_epi32(u)), last);
+      off = _mm_sub_pd(_mm_sub_pd(u, i), half);
+      first = _mm_add_pd(_mm_sub_pd(i, one), _mm_and_pd(_mm_cmpeq_pd(i, zero), cells));
+    }
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(i0 + k), _mm_cvttpd_epi32(first));
+    if constexpr (sizeof(scalar_t) == 4) {
+      _mm_storel_pi(reinterpret_cast<__m64*>(t + k), _mm_cvtpd_ps(off));
+    } else {
+      _mm_storeu_pd(reinterpret_cast<double*>(t + k), off);
+    }
+  }
+  if (_mm_movemask_pd(outside) != 0) {
+    for (int64_t j = 0; j < k; ++j) {
+      const double xj = static_cast<double>(x[j]);
+      if (!(xj >= 0.0 && xj < g.box_size))
+        i0[j] = static_cast<int32_t>(locate_axis<ORDER>(x[j], g, &t[j]));
+    }
+  }
+#endif
+  for (; k < count; ++k) i0[k] = static_cast<int32_t>(locate_axis<ORDER>(x[k], g, &t[k]));
+}
+
+// The ORDER weights (paint.h's stencil_weights) of `count` offsets, in float64 from the offset
+// in the grid's type, rounded once to it; as flat arrays w[c][k] (a loop the compiler
+// vectorises). Every path weighs particles here, so all agree bit for bit.
+template <int ORDER, typename scalar_t>
+LSS_INLINE void weights_block(const scalar_t* t, int64_t count, scalar_t (*w)[3 * kBlock]) {
+  for (int64_t k = 0; k < count; ++k) {
+    const double td = static_cast<double>(t[k]);
+    if constexpr (ORDER == 2) {
+      w[0][k] = static_cast<scalar_t>(1.0 - td);
+      w[1][k] = static_cast<scalar_t>(td);
+    } else {
+      const double a = 0.5 - td, b = 0.5 + td;
+      w[0][k] = static_cast<scalar_t>(0.5 * a * a);
+      w[1][k] = static_cast<scalar_t>(0.75 - td * td);
+      w[2][k] = static_cast<scalar_t>(0.5 * b * b);
+    }
+  }
+}
+
+// Prefetches (for writing) the first cache line of each row of a particle's stencil: a block's
+// cache misses then overlap instead of stalling one deposit after another.
+template <int ORDER, typename scalar_t>
+LSS_INLINE void prefetch_stencil(const int32_t* i0, const scalar_t* grid, int64_t n) {
+  for (int a = 0; a < ORDER; ++a) {
+    const scalar_t* plane = grid + wrap3(i0[0] + a, n) * n * n + i0[2];
+    for (int b = 0; b < ORDER; ++b) __builtin_prefetch(plane + wrap3(i0[1] + b, n) * n, 1);
+  }
+}
+
+// Particles [begin, end), a block at a time, straight into the grid: all of each stencil (ALL),
+// or its part in the slabs [lo, lo + width). The serial loop that every other path reproduces.
+// An owner first tests x against a window ORDER cells wider on each side than its slabs, in
+// cell units (x n / L, whose rounding the margin covers; near the box's faces, where a stencil
+// wraps or x is outside the box, always a candidate), and skips a block without candidates.
+template <int ORDER, bool ALL, typename scalar_t>
+void paint_direct(const scalar_t* pos, const scalar_t* wts, int64_t begin, int64_t end,
+                  scalar_t* grid, const GridSpec& g, int64_t lo, int64_t width) {
+  const int64_t n = g.n;
+  const double near_lo = static_cast<double>(lo - ORDER);
+  const double near_hi = static_cast<double>(lo + width + ORDER);
+  const double inner_lo = ORDER, inner_hi = static_cast<double>(n - ORDER);
+  int32_t i0[3 * kBlock];
+  scalar_t t[3 * kBlock], w[ORDER][3 * kBlock];
+  for (int64_t b = begin; b < end; b += kBlock) {
+    const int64_t len = std::min(kBlock, end - b);
+    const scalar_t* x = pos + 3 * b;
+    if (!ALL) {
+      bool any = false;
+      for (int64_t j = 0; j < len; ++j) {
+        const double u = static_cast<double>(x[3 * j]) * g.inv_h;
+        any |= !((u < near_lo || u >= near_hi) && u >= inner_lo && u < inner_hi);
+      }
+      if (!any) continue;
+    }
+    locate_block<ORDER>(x, 3 * len, g, i0, t);
+    for (int64_t j = 0; j < len; ++j) prefetch_stencil<ORDER>(i0 + 3 * j, grid, n);
+    weights_block<ORDER>(t, 3 * len, w);
+    for (int64_t j = 0; j < len; ++j) {
+      if (!ALL && !touches<ORDER>(i0[3 * j], n, lo, width)) continue;
+      const int64_t first[3] = {i0[3 * j], i0[3 * j + 1], i0[3 * j + 2]};
+      const scalar_t mass = wts != nullptr ? wts[b + j] : scalar_t(1);
+      scalar_t wj[3][ORDER];
+      for (int c = 0; c < ORDER; ++c) {
+        wj[0][c] = mass * w[c][3 * j];
+        wj[1][c] = w[c][3 * j + 1];
+        wj[2][c] = w[c][3 * j + 2];
+      }
+      deposit<ORDER, ALL>(first, wj, grid, n, lo, width);
+    }
+  }
+}
+
+// A located particle, as the buckets keep it: first cells, offsets, mass.
+template <typename scalar_t>
 struct Record {
   int32_t i0[3];
   scalar_t t[3];
   scalar_t w;
 };
-template <typename scalar_t>
-struct Record<scalar_t, 1> {
-  int32_t i0[3];
-  scalar_t w;
-};
 
-// An owned particle of the current chunk and the (one or two) buckets its stencil reaches.
-struct Listing {
-  int32_t p;
-  uint16_t group[2];
-};
-
+// A group's records [begin, end), a block at a time, into the slabs [lo, lo + width): their
+// weights as paint_direct's (weights_block), then deposited.
 template <int ORDER, typename scalar_t>
-inline void locate_axis(const scalar_t* pos, int64_t p, int d, const GridSpec& g, int64_t* i0,
-                        double* t) {
-  locate<ORDER>(cell_coordinate<ORDER == 1>(static_cast<double>(pos[3 * p + d]), g), g.n, i0, t);
+void paint_records(const Record<scalar_t>* records, int64_t begin, int64_t end, scalar_t* grid,
+                   int64_t n, int64_t lo, int64_t width) {
+  scalar_t t[3 * kBlock], w[ORDER][3 * kBlock];
+  for (int64_t b = begin; b < end; b += kBlock) {
+    const int64_t len = std::min(kBlock, end - b);
+    for (int64_t j = 0; j < len; ++j) {
+      for (int d = 0; d < 3; ++d) t[3 * j + d] = records[b + j].t[d];
+      prefetch_stencil<ORDER>(records[b + j].i0, grid, n);
+    }
+    weights_block<ORDER>(t, 3 * len, w);
+    for (int64_t j = 0; j < len; ++j) {
+      const Record<scalar_t>& r = records[b + j];
+      const int64_t first[3] = {r.i0[0], r.i0[1], r.i0[2]};
+      scalar_t wj[3][ORDER];
+      for (int c = 0; c < ORDER; ++c) {
+        wj[0][c] = r.w * w[c][3 * j];
+        wj[1][c] = w[c][3 * j + 1];
+        wj[2][c] = w[c][3 * j + 2];
+      }
+      deposit<ORDER, false>(first, wj, grid, n, lo, width);
+    }
+  }
 }
 
-// The slabs [lo, lo + width) of one thread, cut into buckets of `span` slabs; offsets are
-// taken from lo going round the box, so a range may wrap.
-struct SlabRange {
-  int64_t lo, width, span, n;
-  int64_t offset(int64_t ix) const {
-    const int64_t d = ix - lo;
-    return d < 0 ? d + n : d;
-  }
-  int64_t groups() const { return (width + span - 1) / span; }
+// The slab groups of the counting sort: `span` slabs each (at least 2), the last one taking
+// the remainder, so that no group has fewer than 2 slabs (or all n) and a stencil (at most 3
+// consecutive planes, going round the box) reaches at most two groups.
+struct SlabGroups {
+  int64_t n, span, count;
+  std::vector<int32_t> group;  // of each slab (a table: no division per particle)
+  int64_t of(int64_t plane) const { return group[plane]; }
+  int64_t first(int64_t grp) const { return grp * span; }
+  int64_t end(int64_t grp) const { return grp == count - 1 ? n : (grp + 1) * span; }
 };
 
-// Paints the cells of a located particle whose slab offset is in [first, last).
+inline SlabGroups make_slab_groups(int64_t n, int64_t span) {
+  span = std::max<int64_t>(span, 2);
+  SlabGroups sg{n, span, std::max<int64_t>(1, n / span), std::vector<int32_t>(n)};
+  for (int64_t s = 0; s < n; ++s) sg.group[s] = static_cast<int32_t>(std::min(s / span, sg.count - 1));
+  return sg;
+}
+
+// Contiguous runs of groups, one per part, with about equal numbers of entries:
+// runs[0] = 0 <= ... <= runs[parts] = groups.
+inline std::vector<int64_t> balanced_runs(const std::vector<int64_t>& group_start,
+                                          int64_t parts) {
+  const int64_t groups = static_cast<int64_t>(group_start.size()) - 1;
+  const int64_t total = group_start[groups];
+  std::vector<int64_t> runs(parts + 1, groups);
+  runs[0] = 0;
+  int64_t k = 1;
+  for (int64_t grp = 0; grp < groups && k < parts; ++grp) {
+    while (k < parts && group_start[grp + 1] * parts >= total * k) runs[k++] = grp + 1;
+  }
+  return runs;
+}
+
+// CIC/TSC by a parallel counting sort, chunk by chunk of the particles: (1) the particles of
+// the chunk, split between the threads, count their entries per slab group (a stencil that
+// reaches two groups is an entry in each); (2) each thread locates its particles into records
+// at its place in each group, so that every group lists its particles in particle order;
+// (3) the groups, in runs balanced on their entries, are painted group by group, each record
+// only in its group's slabs. Every cell is in one group and sees its particles in order: the
+// serial loop's result, at any thread count. Each particle is located by one thread only.
 template <int ORDER, typename scalar_t>
-inline void deposit(const Record<scalar_t, ORDER>& r, scalar_t* grid, const SlabRange& range,
-                    int64_t first, int64_t last) {
-  const int64_t n = range.n;
-  if constexpr (ORDER == 1) {
-    grid[(static_cast<int64_t>(r.i0[0]) * n + r.i0[1]) * n + r.i0[2]] += r.w;
-  } else {
-    // the 1D weights in float64, then their products in the grid's type (float32 products
-    // keep float32's precision and save a conversion per cell)
-    scalar_t w[3][ORDER];
-    for (int d = 0; d < 3; ++d) {
-      double wd[ORDER], dw[ORDER];
-      stencil_weights<ORDER>(static_cast<double>(r.t[d]), wd, dw);
-      for (int k = 0; k < ORDER; ++k) w[d][k] = static_cast<scalar_t>(wd[k]);
-    }
-    int64_t iy[ORDER], iz[ORDER];
-    for (int c = 0; c < ORDER; ++c) {
-      iy[c] = wrap_index(r.i0[1] + c, n);
-      iz[c] = wrap_index(r.i0[2] + c, n);
-    }
-    for (int a = 0; a < ORDER; ++a) {
-      const int64_t ix = wrap_index(r.i0[0] + a, n);
-      const int64_t off = range.offset(ix);
-      if (off < first || off >= last) continue;
-      const scalar_t wa = r.w * w[0][a];
-      for (int b = 0; b < ORDER; ++b) {
-        scalar_t* row = grid + (ix * n + iy[b]) * n;
-        const scalar_t wab = wa * w[1][b];
-        for (int c = 0; c < ORDER; ++c) row[iz[c]] += wab * w[2][c];
+void paint_sorted(const scalar_t* pos, const scalar_t* wts, int64_t num, scalar_t* grid,
+                  const GridSpec& g, const SlabGroups& sg, int64_t parts, int64_t capacity) {
+  const int64_t n = g.n, groups = sg.count;
+  // uninitialised (every entry is written before it is read): zeroing them would cost as
+  // much as a pass over the grid
+  std::unique_ptr<Record<scalar_t>[]> records(new Record<scalar_t>[capacity]);
+  std::vector<int64_t> counts(parts * groups), group_start(groups + 1);
+  const int64_t chunk = capacity / 2;  // at most two entries per particle
+  for (int64_t begin = 0; begin < num; begin += chunk) {
+    const int64_t len = std::min(chunk, num - begin);
+    auto part_begin = [&](int64_t t) { return begin + len * t / parts; };
+    // 1. entries per part and group
+    std::fill(counts.begin(), counts.end(), 0);
+    at::parallel_for(0, parts, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        int64_t* cnt = counts.data() + t * groups;
+        scalar_t x[kBlock], tx[kBlock];
+        int32_t i0[kBlock];
+        const int64_t e = part_begin(t + 1);
+        for (int64_t b = part_begin(t); b < e; b += kBlock) {
+          const int64_t len = std::min(kBlock, e - b);
+          for (int64_t j = 0; j < len; ++j) x[j] = pos[3 * (b + j)];
+          locate_block<ORDER>(x, len, g, i0, tx);
+          for (int64_t j = 0; j < len; ++j) {
+            const int64_t g0 = sg.of(i0[j]), g1 = sg.of(wrap3(i0[j] + ORDER - 1, n));
+            ++cnt[g0];
+            cnt[g1] += g1 != g0;
+          }
+        }
+      }
+    });
+    // each part's place in each group: groups in order, parts in order within a group
+    int64_t acc = 0;
+    for (int64_t grp = 0; grp < groups; ++grp) {
+      group_start[grp] = acc;
+      for (int64_t t = 0; t < parts; ++t) {
+        const int64_t c = counts[t * groups + grp];
+        counts[t * groups + grp] = acc;
+        acc += c;
       }
     }
+    group_start[groups] = acc;
+    // 2. the records, in place
+    at::parallel_for(0, parts, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        int64_t* cursor = counts.data() + t * groups;
+        int32_t i0[3 * kBlock];
+        scalar_t tb[3 * kBlock];
+        const int64_t e = part_begin(t + 1);
+        for (int64_t b = part_begin(t); b < e; b += kBlock) {
+          const int64_t len = std::min(kBlock, e - b);
+          locate_block<ORDER>(pos + 3 * b, 3 * len, g, i0, tb);
+          for (int64_t j = 0; j < len; ++j) {
+            Record<scalar_t> r;
+            for (int d = 0; d < 3; ++d) {
+              r.i0[d] = i0[3 * j + d];
+              r.t[d] = tb[3 * j + d];
+            }
+            r.w = wts != nullptr ? wts[b + j] : scalar_t(1);
+            const int64_t g0 = sg.of(r.i0[0]), g1 = sg.of(wrap3(r.i0[0] + ORDER - 1, n));
+            records[cursor[g0]++] = r;
+            if (g1 != g0) records[cursor[g1]++] = r;
+          }
+        }
+      }
+    });
+    // 3. group by group, in balanced runs
+    const std::vector<int64_t> runs = balanced_runs(group_start, parts);
+    at::parallel_for(0, parts, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        for (int64_t grp = runs[t]; grp < runs[t + 1]; ++grp) {
+          const int64_t first = sg.first(grp), width = sg.end(grp) - first;
+          paint_records<ORDER>(records.get(), group_start[grp], group_start[grp + 1], grid, n,
+                               first, width);
+        }
+      }
+    });
   }
 }
 
-template <int ORDER, typename scalar_t>
-inline void make_record(const scalar_t* pos, const scalar_t* wts, int64_t p, const GridSpec& g,
-                        Record<scalar_t, ORDER>* r) {
-  for (int d = 0; d < 3; ++d) {
-    int64_t i0;
-    double t;
-    locate_axis<ORDER>(pos, p, d, g, &i0, &t);
-    r->i0[d] = static_cast<int32_t>(i0);
-    if constexpr (ORDER > 1) r->t[d] = static_cast<scalar_t>(t);
-  }
-  r->w = wts != nullptr ? wts[p] : scalar_t(1);
-}
+// ---------------------------------------------------------------------------- NGP
 
-// The parts of all particles' stencils in the slabs of `range`, one particle at a time: for few
-// particles, and for a range small enough to stay in cache without buckets.
-template <int ORDER, typename scalar_t>
-void paint_range_direct(const scalar_t* pos, const scalar_t* wts, int64_t num, scalar_t* grid,
-                        const GridSpec& g, const SlabRange& range) {
-  const int64_t n = g.n;
-  Record<scalar_t, ORDER> r;
-  for (int64_t p = 0; p < num; ++p) {
-    int64_t i0;
-    double t;
-    locate_axis<ORDER>(pos, p, 0, g, &i0, &t);
-    const int64_t d = range.offset(i0);
-    if (!(d < range.width || d + ORDER - 1 >= n)) continue;  // no owned slab
-    r.i0[0] = static_cast<int32_t>(i0);
-    if constexpr (ORDER > 1) r.t[0] = static_cast<scalar_t>(t);
-    for (int k = 1; k < 3; ++k) {
-      locate_axis<ORDER>(pos, p, k, g, &i0, &t);
-      r.i0[k] = static_cast<int32_t>(i0);
-      if constexpr (ORDER > 1) r.t[k] = static_cast<scalar_t>(t);
-    }
-    r.w = wts != nullptr ? wts[p] : scalar_t(1);
-    deposit<ORDER>(r, grid, range, 0, range.width);
-  }
+// NGP's cell of one coordinate, in float64 (numpy.histogramdd's floor(x / h)).
+template <typename scalar_t>
+inline int64_t ngp_cell(scalar_t x, const GridSpec& g) {
+  return cell_index(cell_coordinate<true>(static_cast<double>(x), g), g.n);
 }
 
 // NGP's cell of each particle of a block, in float32 where that is safely exact. With
@@ -199,10 +449,10 @@ inline bool ngp_fast_cells(const int32_t* v, const NgpFastPath& f, int64_t* cell
   return ok;
 }
 
-// NGP over the slabs of `range`: one random update per particle, straight into the grid.
+// NGP over the slabs [lo, lo + width): one random update per particle, straight into the grid.
 template <typename scalar_t>
 void paint_range_ngp(const scalar_t* pos, const scalar_t* wts, int64_t num, scalar_t* grid,
-                     const GridSpec& g, const SlabRange& range) {
+                     const GridSpec& g, int64_t lo, int64_t width) {
   const int64_t n = g.n;
   const NgpFastPath f = make_ngp_fast_path(g);
   int32_t v[3 * kNgpBlock];
@@ -218,20 +468,16 @@ void paint_range_ngp(const scalar_t* pos, const scalar_t* wts, int64_t num, scal
     for (int64_t j = 0; j < len; ++j) {
       int64_t ix = (v[3 * j] >> f.shift) - 1;
       const uint32_t frac = static_cast<uint32_t>(v[3 * j]) & f.mask;
-      if (!((static_cast<uint64_t>(ix) < f.n) & (frac - 1 < f.mask - 1) & (f.mask >= 2))) {
-        double t;
-        locate_axis<1>(pos, b + j, 0, g, &ix, &t);
-      }
+      if (!((static_cast<uint64_t>(ix) < f.n) & (frac - 1 < f.mask - 1) & (f.mask >= 2)))
+        ix = ngp_cell(pos[3 * (b + j)], g);
       which[count] = j;
-      count += range.offset(ix) < range.width;
+      count += static_cast<uint64_t>(ix - lo) < static_cast<uint64_t>(width);
     }
     for (int64_t k = 0; k < count; ++k) {
       const int64_t j = which[k];
       int64_t cell[3];
-      if (!ngp_fast_cells(v + 3 * j, f, cell)) {
-        double t;
-        for (int d = 0; d < 3; ++d) locate_axis<1>(pos, b + j, d, g, &cell[d], &t);
-      }
+      if (!ngp_fast_cells(v + 3 * j, f, cell))
+        for (int d = 0; d < 3; ++d) cell[d] = ngp_cell(pos[3 * (b + j) + d], g);
       index[k] = (cell[0] * n + cell[1]) * n + cell[2];
       which[k] = b + j;
     }
@@ -268,10 +514,8 @@ void paint_ngp_parallel(const scalar_t* pos, const scalar_t* wts, int64_t num, s
         ngp_block_cells(cpos + 3 * b, 3 * bl, f, v);
         for (int64_t j = 0; j < bl; ++j) {
           int64_t cell[3];
-          if (!ngp_fast_cells(v + 3 * j, f, cell)) {
-            double t;
-            for (int d = 0; d < 3; ++d) locate_axis<1>(cpos, b + j, d, g, &cell[d], &t);
-          }
+          if (!ngp_fast_cells(v + 3 * j, f, cell))
+            for (int d = 0; d < 3; ++d) cell[d] = ngp_cell(cpos[3 * (b + j) + d], g);
           cells[b + j] = static_cast<index_t>((cell[0] * n + cell[1]) * n + cell[2]);
         }
       }
@@ -302,59 +546,97 @@ void paint_ngp_parallel(const scalar_t* pos, const scalar_t* wts, int64_t num, s
   }
 }
 
-// One thread's share: the parts of all particles' stencils in its slabs, bucket by bucket.
-template <int ORDER, typename scalar_t>
-void paint_range(const scalar_t* pos, const scalar_t* wts, int64_t num, scalar_t* grid,
-                 const GridSpec& g, const SlabRange& range, int64_t capacity) {
-  const int64_t n = g.n, groups = range.groups();
-  // uninitialised (every entry is written before it is read): zeroing them would cost as
-  // much as a pass over the grid
-  std::unique_ptr<Record<scalar_t, ORDER>[]> records(new Record<scalar_t, ORDER>[capacity]);
-  std::unique_ptr<Listing[]> listed(new Listing[capacity]);
-  std::vector<int64_t> start(groups + 1);
-  int64_t p = 0;
-  while (p < num) {
-    // 1. scan x until the buffer is full: the owned particles and their buckets
-    std::fill(start.begin(), start.end(), 0);
-    int64_t owned = 0, entries = 0;
-    const int64_t chunk_begin = p, scan_end = std::min(num, p + (int64_t{1} << 30));
-    for (; p < scan_end && entries + 2 <= capacity; ++p) {
-      int64_t i0;
-      double t;
-      locate_axis<ORDER>(pos, p, 0, g, &i0, &t);
-      const int64_t d = range.offset(i0);
-      if (!(d < range.width || d + ORDER - 1 >= n)) continue;  // no owned slab
-      Listing l{static_cast<int32_t>(p - chunk_begin), {kNoGroup, kNoGroup}};
-      int k = 0;
-      for (int a = 0; a < ORDER; ++a) {
-        const int64_t off = range.offset(wrap_index(i0 + a, n));
-        if (off >= range.width) continue;
-        const uint16_t grp = static_cast<uint16_t>(off / range.span);
-        if (k == 0 || l.group[k - 1] != grp) l.group[k++] = grp;
+// NGP by paint_sorted's counting sort: (1) the cells of a chunk's particles, split between the
+// threads (the block fast path), kept with their slab group and counted per group; (2) each
+// thread moves its cells (and weights) to its place in each group; (3) the groups, in runs
+// balanced on their particles, are updated group by group, each in cache. Every cell sees its
+// particles in order. Extra memory: three indices (and two weights) per particle of a chunk,
+// at most one grid.
+template <typename scalar_t, typename index_t>
+void paint_ngp_sorted(const scalar_t* pos, const scalar_t* wts, int64_t num, scalar_t* grid,
+                      const GridSpec& g, const SlabGroups& sg, int64_t parts) {
+  const int64_t n = g.n, groups = sg.count;
+  const int64_t grid_bytes = n * n * n * int64_t{sizeof(scalar_t)};
+  const int64_t per_particle = 2 * int64_t{sizeof(index_t)} + int64_t{sizeof(int32_t)} +
+                               (wts != nullptr ? 2 * int64_t{sizeof(scalar_t)} : 0);
+  const int64_t chunk = std::clamp<int64_t>(grid_bytes / per_particle, kNgpBlock * 64, num);
+  std::unique_ptr<index_t[]> cells(new index_t[chunk]), sorted(new index_t[chunk]);
+  std::unique_ptr<int32_t[]> group(new int32_t[chunk]);
+  std::unique_ptr<scalar_t[]> mass(wts != nullptr ? new scalar_t[chunk] : nullptr);
+  std::vector<int64_t> counts(parts * groups), group_start(groups + 1);
+  const NgpFastPath f = make_ngp_fast_path(g);
+  for (int64_t begin = 0; begin < num; begin += chunk) {
+    const int64_t len = std::min(chunk, num - begin);
+    const scalar_t* cpos = pos + 3 * begin;
+    auto part_begin = [&](int64_t t) { return len * t / parts; };
+    // 1. cells and their groups, counted per part and group
+    std::fill(counts.begin(), counts.end(), 0);
+    at::parallel_for(0, parts, 1, [&](int64_t t0, int64_t t1) {
+      int32_t v[3 * kNgpBlock];
+      for (int64_t t = t0; t < t1; ++t) {
+        int64_t* cnt = counts.data() + t * groups;
+        const int64_t e = part_begin(t + 1);
+        for (int64_t b = part_begin(t); b < e; b += kNgpBlock) {
+          const int64_t bl = std::min(kNgpBlock, e - b);
+          ngp_block_cells(cpos + 3 * b, 3 * bl, f, v);
+          for (int64_t j = 0; j < bl; ++j) {
+            int64_t cell[3];
+            if (!ngp_fast_cells(v + 3 * j, f, cell))
+              for (int d = 0; d < 3; ++d) cell[d] = ngp_cell(cpos[3 * (b + j) + d], g);
+            cells[b + j] = static_cast<index_t>((cell[0] * n + cell[1]) * n + cell[2]);
+            const int32_t grp = sg.group[cell[0]];
+            group[b + j] = grp;
+            ++cnt[grp];
+          }
+        }
       }
-      if (k == 0) continue;
-      for (int j = 0; j < k; ++j) ++start[l.group[j] + 1];
-      entries += k;
-      listed[owned++] = l;
-    }
-    for (int64_t grp = 0; grp < groups; ++grp) start[grp + 1] += start[grp];
-    // 2. locate the owned particles into their buckets, in particle order
-    std::vector<int64_t>& cursor = start;  // advanced to each bucket's end, then shifted back
-    for (int64_t j = 0; j < owned; ++j) {
-      const Listing& l = listed[j];
-      Record<scalar_t, ORDER> r;
-      make_record<ORDER>(pos, wts, chunk_begin + l.p, g, &r);
-      records[cursor[l.group[0]]++] = r;
-      if (l.group[1] != kNoGroup) records[cursor[l.group[1]]++] = r;
-    }
-    for (int64_t grp = groups; grp > 0; --grp) start[grp] = start[grp - 1];
-    start[0] = 0;
-    // 3. paint bucket by bucket
+    });
+    int64_t acc = 0;
     for (int64_t grp = 0; grp < groups; ++grp) {
-      const int64_t first = grp * range.span, last = std::min(range.width, first + range.span);
-      for (int64_t j = start[grp]; j < start[grp + 1]; ++j)
-        deposit<ORDER>(records[j], grid, range, first, last);
+      group_start[grp] = acc;
+      for (int64_t t = 0; t < parts; ++t) {
+        const int64_t c = counts[t * groups + grp];
+        counts[t * groups + grp] = acc;
+        acc += c;
+      }
     }
+    group_start[groups] = acc;
+    // 2. the cells (and weights) in place
+    at::parallel_for(0, parts, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        int64_t* cursor = counts.data() + t * groups;
+        for (int64_t p = part_begin(t); p < part_begin(t + 1); ++p) {
+          const int64_t k = cursor[group[p]]++;
+          sorted[k] = cells[p];
+          if (wts != nullptr) mass[k] = wts[begin + p];
+        }
+      }
+    });
+    // 3. group by group, in balanced runs
+    const std::vector<int64_t> runs = balanced_runs(group_start, parts);
+    at::parallel_for(0, parts, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t j0 = group_start[runs[t]], j1 = group_start[runs[t + 1]];
+        if (wts == nullptr) {
+          for (int64_t j = j0; j < j1; ++j) grid[sorted[j]] += scalar_t(1);
+        } else {
+          for (int64_t j = j0; j < j1; ++j) grid[sorted[j]] += mass[j];
+        }
+      }
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------- the strategy
+
+// The first x-plane of a particle's stencil.
+template <int ORDER, typename scalar_t>
+inline int64_t first_plane(scalar_t x, const GridSpec& g) {
+  if constexpr (ORDER == 1) {
+    return ngp_cell(x, g);
+  } else {
+    scalar_t t;
+    return locate_axis<ORDER>(x, g, &t);
   }
 }
 
@@ -368,10 +650,8 @@ std::vector<int64_t> balanced_ranges(const scalar_t* pos, int64_t num, const Gri
   const int64_t stride = std::max<int64_t>(1, num / kSample);
   int64_t total = n;
   for (int64_t p = 0; p < num; p += stride) {
-    int64_t i0;
-    double t;
-    locate_axis<ORDER>(pos, p, 0, g, &i0, &t);
-    for (int a = 0; a < ORDER; ++a) load[wrap_index(i0 + a, n)] += 16;
+    const int64_t i0 = first_plane<ORDER>(pos[3 * p], g);
+    for (int a = 0; a < ORDER; ++a) load[wrap3(i0 + a, n)] += 16;
     total += 16 * ORDER;
   }
   std::vector<int64_t> bounds(parts + 1, n);
@@ -384,53 +664,156 @@ std::vector<int64_t> balanced_ranges(const scalar_t* pos, int64_t num, const Gri
   return bounds;
 }
 
+enum class Strategy { kAuto, kDirect, kBuckets };
+
+// LSSCORE_PAINT_STRATEGY, read at each call: unset or "auto" (the probe decides), "direct" or
+// "buckets".
+Strategy forced_strategy() {
+  const char* v = std::getenv("LSSCORE_PAINT_STRATEGY");
+  if (v == nullptr || *v == '\0' || std::strcmp(v, "auto") == 0) return Strategy::kAuto;
+  if (std::strcmp(v, "direct") == 0) return Strategy::kDirect;
+  if (std::strcmp(v, "buckets") == 0) return Strategy::kBuckets;
+  TORCH_CHECK(false, "LSSCORE_PAINT_STRATEGY must be auto, direct or buckets, got '", v, "'");
+}
+
+// The probe: on a sample of the particles, (1) coherence: the distinct tiles (8^3 cells) that
+// runs of kProbeRun consecutive particles fall in, per particle (near 1 for a shuffled
+// catalogue, a small fraction for one in lattice or space-filling-curve order); (2) footprint:
+// the effective number of tiles the catalogue fills, 1 / sum_i p_i^2 with p_i the share of the
+// particles in tile i, estimated from the pairs of a strided sample that share a tile, times
+// a tile's bytes: the part of the grid that most of the writes go to.
+constexpr int64_t kProbeRuns = 32, kProbeRun = 256, kProbeSample = 8192;
+constexpr int kTileShift = 3;
+
+struct Probe {
+  double distinct_per_particle;  // coherence: low is coherent
+  double footprint_bytes;
+};
+
+template <typename scalar_t>
+inline int64_t tile_of(const scalar_t* x, const GridSpec& g, int64_t tiles) {
+  int64_t key = 0;
+  for (int d = 0; d < 3; ++d) {
+    const int64_t c = cell_index(cell_coordinate<false>(static_cast<double>(x[d]), g), g.n);
+    key = key * tiles + (c >> kTileShift);
+  }
+  return key;
+}
+
+template <typename scalar_t>
+Probe probe(const scalar_t* pos, int64_t num, const GridSpec& g) {
+  const int64_t tiles = ((g.n - 1) >> kTileShift) + 1;
+  std::vector<int64_t> keys;
+  // (1) runs of consecutive particles, spread over the catalogue
+  const int64_t run = std::min(kProbeRun, num);
+  const int64_t runs = std::min(kProbeRuns, num / run);
+  int64_t distinct = 0;
+  for (int64_t r = 0; r < runs; ++r) {
+    const int64_t first = (num - run) * r / std::max<int64_t>(1, runs - 1);
+    keys.clear();
+    for (int64_t p = first; p < first + run; ++p) keys.push_back(tile_of(pos + 3 * p, g, tiles));
+    std::sort(keys.begin(), keys.end());
+    distinct += std::unique(keys.begin(), keys.end()) - keys.begin();
+  }
+  // (2) a strided sample: pairs in the same tile
+  const int64_t sample = std::min(kProbeSample, num);
+  keys.clear();
+  for (int64_t k = 0; k < sample; ++k) keys.push_back(tile_of(pos + 3 * (num * k / sample), g, tiles));
+  std::sort(keys.begin(), keys.end());
+  double same = 0.0;
+  for (int64_t i = 0, j = 0; i < sample; i = j) {
+    while (j < sample && keys[j] == keys[i]) ++j;
+    same += 0.5 * static_cast<double>(j - i) * static_cast<double>(j - i - 1);
+  }
+  const double pairs = 0.5 * static_cast<double>(sample) * static_cast<double>(sample - 1);
+  const double total_tiles = std::pow(static_cast<double>(tiles), 3);
+  const double effective = same > 0.0 ? std::min(total_tiles, pairs / same) : total_tiles;
+  const double tile_bytes = std::pow(static_cast<double>(std::min<int64_t>(g.n, 1 << kTileShift)), 3) *
+                            static_cast<double>(sizeof(scalar_t));
+  return Probe{static_cast<double>(distinct) / static_cast<double>(std::max<int64_t>(1, runs * run)),
+               effective * tile_bytes};
+}
+
+constexpr double kCoherent = 0.5;                  // distinct tiles per particle, at most
+constexpr double kCachedBytes = double(1 << 22);  // a footprint the caches hold, at most
+
+// How CIC/TSC paints (see the top of the file): a grid whose owner ranges fit in cache as they
+// are, or a catalogue that the probe finds coherent or compact, directly; else sorted.
+template <int ORDER, typename scalar_t>
+Strategy choose_strategy(const scalar_t* pos, int64_t num, const GridSpec& g, int64_t width) {
+  const Strategy forced = forced_strategy();
+  if (forced != Strategy::kAuto) return forced;
+  const int64_t slab_bytes = g.n * g.n * int64_t{sizeof(scalar_t)};
+  if (width * slab_bytes <= 2 * kGroupBytes) return Strategy::kDirect;  // in cache as it is
+  const Probe pr = probe(pos, num, g);
+  if (std::getenv("LSSCORE_PAINT_DEBUG") != nullptr)
+    fprintf(stderr, "probe: distinct/particle %.3f footprint %.3g MiB\n", pr.distinct_per_particle, pr.footprint_bytes / 1048576.0);
+  if (pr.distinct_per_particle <= kCoherent || pr.footprint_bytes <= kCachedBytes)
+    return Strategy::kDirect;
+  return Strategy::kBuckets;
+}
+
 template <int ORDER, typename scalar_t>
 void paint_kernel(const scalar_t* pos, const scalar_t* wts, int64_t num, scalar_t* grid,
                   const GridSpec& g) {
   const int64_t n = g.n;
   if (num < kDirectThreshold) {
+    forced_strategy();  // a bad value is refused whatever the size
     if constexpr (ORDER == 1) {
-      paint_range_ngp(pos, wts, num, grid, g, SlabRange{0, n, n, n});
+      paint_range_ngp(pos, wts, num, grid, g, 0, n);
     } else {
-      paint_range_direct<ORDER>(pos, wts, num, grid, g, SlabRange{0, n, n, n});
+      paint_direct<ORDER, true>(pos, wts, 0, num, grid, g, 0, n);
     }
     return;
   }
   const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n));
-  const std::vector<int64_t> bounds = balanced_ranges<ORDER>(pos, num, g, parts);
   if constexpr (ORDER == 1) {
-    if (parts > 1) {
-      if (n * n * n < (int64_t{1} << 31)) {
+    const Strategy strategy = choose_strategy<ORDER>(pos, num, g, n);
+    const int64_t slab_bytes = n * n * int64_t{sizeof(scalar_t)};
+    const bool small = n * n * n < (int64_t{1} << 31);
+    if (strategy == Strategy::kBuckets) {
+      const SlabGroups sg = make_slab_groups(n, kGroupBytes / slab_bytes);
+      if (small) {
+        paint_ngp_sorted<scalar_t, uint32_t>(pos, wts, num, grid, g, sg, parts);
+      } else {
+        paint_ngp_sorted<scalar_t, uint64_t>(pos, wts, num, grid, g, sg, parts);
+      }
+    } else if (parts > 1) {
+      const std::vector<int64_t> bounds = balanced_ranges<ORDER>(pos, num, g, parts);
+      if (small) {
         paint_ngp_parallel<scalar_t, uint32_t>(pos, wts, num, grid, g, bounds);
       } else {
         paint_ngp_parallel<scalar_t, uint64_t>(pos, wts, num, grid, g, bounds);
       }
+    } else {
+      paint_range_ngp(pos, wts, num, grid, g, 0, n);
+    }
+    return;
+  } else {
+    const Strategy strategy = choose_strategy<ORDER>(pos, num, g, (n + parts - 1) / parts);
+    if (strategy == Strategy::kDirect && parts == 1) {
+      paint_direct<ORDER, true>(pos, wts, 0, num, grid, g, 0, n);
       return;
     }
-  }
-  // the record buffers of all threads take at most one grid (see the top of the file)
-  const int64_t grid_bytes = n * n * n * int64_t{sizeof(scalar_t)};
-  const int64_t per_record = sizeof(Record<scalar_t, ORDER>) + sizeof(Listing);
-  const int64_t capacity = std::clamp<int64_t>(grid_bytes / (parts * per_record), kMinRecords,
-                                               std::min(kMaxRecords, 2 * num + 2));
-  const int64_t slab_bytes = n * n * int64_t{sizeof(scalar_t)};
-  at::parallel_for(0, parts, 1, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t width = bounds[t + 1] - bounds[t];
-      if (width == 0) continue;
-      if constexpr (ORDER == 1) {
-        paint_range_ngp(pos, wts, num, grid, g, SlabRange{bounds[t], width, width, n});
-        continue;
-      }
-      if (width * slab_bytes <= 2 * kGroupBytes) {  // the range stays in cache as it is
-        paint_range_direct<ORDER>(pos, wts, num, grid, g, SlabRange{bounds[t], width, width, n});
-        continue;
-      }
-      int64_t span = std::max<int64_t>(2, kGroupBytes / slab_bytes);
-      span = std::max(span, (width + kMaxGroups - 1) / kMaxGroups);
-      paint_range<ORDER>(pos, wts, num, grid, g, SlabRange{bounds[t], width, span, n}, capacity);
+    if (strategy == Strategy::kDirect) {
+      const std::vector<int64_t> bounds = balanced_ranges<ORDER>(pos, num, g, parts);
+      at::parallel_for(0, parts, 1, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          const int64_t lo = bounds[t], width = bounds[t + 1] - bounds[t];
+          if (width > 0) paint_direct<ORDER, false>(pos, wts, 0, num, grid, g, lo, width);
+        }
+      });
+      return;
     }
-  });
+    // the records take at most one grid (see the top of the file)
+    const int64_t grid_bytes = n * n * n * int64_t{sizeof(scalar_t)};
+    const int64_t slab_bytes = n * n * int64_t{sizeof(scalar_t)};
+    const int64_t capacity = std::clamp<int64_t>(
+        grid_bytes / int64_t{sizeof(Record<scalar_t>)}, kMinRecords,
+        std::min(kMaxRecords, 2 * num + 2));
+    paint_sorted<ORDER>(pos, wts, num, grid, g, make_slab_groups(n, kGroupBytes / slab_bytes),
+                        parts, capacity);
+  }
 }
 
 template <int ORDER, bool GRAD, typename scalar_t>

@@ -182,13 +182,19 @@ def edge_and_slab_catalogue(rng, num, n, box_size, dtype):
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n", [24, 128])  # a grid in cache; one large enough for the buckets
-def test_bitwise_independent_of_thread_count(rng, scheme, dtype, n):
-    """paint is the serial loop bit for bit at 1, 2 and 3 threads: with weights, with out=
-    (accumulating onto a grid that is not zero), and against painting the same particles in
-    chunks small enough for the one-thread path."""
+@pytest.mark.parametrize("n", [24, 100, 128])  # in cache; slab groups of unequal widths; more
+@pytest.mark.parametrize("strategy", ["auto", "direct", "buckets"])
+@pytest.mark.parametrize("order", ["random", "lattice"])
+def test_bitwise_independent_of_thread_count(rng, monkeypatch, scheme, dtype, n, strategy, order):
+    """paint is the serial loop bit for bit at 1, 2 and 3 threads, whichever strategy paints
+    (the probe's choice, or each one forced) and whatever the particles' order: with weights,
+    with out= (accumulating onto a grid that is not zero), and against painting the same
+    particles in chunks small enough for the one-thread path."""
     box_size, num = 30.0, 60_000
     pos = edge_and_slab_catalogue(rng, num, n, box_size, dtype)
+    if order == "lattice":  # consecutive particles near each other, as in a snapshot's file
+        pos = pos[torch.from_numpy(np.lexsort(np.floor(pos.double().numpy().T[::-1] * n / 30.0)))]
+    monkeypatch.setenv("LSSCORE_PAINT_STRATEGY", strategy)
     w = torch.tensor(rng.uniform(0.5, 2.0, num), dtype=dtype)
     start = torch.tensor(rng.uniform(0, 1, (n, n, n)), dtype=dtype)
     before = torch.get_num_threads()
@@ -212,6 +218,37 @@ def test_bitwise_independent_of_thread_count(rng, scheme, dtype, n):
         assert all(torch.equal(results[0], r) for r in results[1:])
     assert torch.equal(into[0], serial)
     assert torch.isclose(weighted[0].sum(), w.sum().to(dtype), rtol=1e-5)
+
+
+@pytest.mark.parametrize("strategy", ["direct", "buckets"])
+def test_strategies_agree_on_a_large_grid(rng, monkeypatch, strategy):
+    """On a grid of many slab groups (256^3, float32: 32 groups of 8 slabs) with several chunks
+    of records, each forced strategy equals painting in chunks of the one-thread path, also
+    for particles far outside the box."""
+    n, box_size, num = 256, 100.0, 1_500_000
+    pos = torch.tensor(np.concatenate([clustered(rng, num // 2, box_size),
+                                       rng.uniform(-1e4, 1e4, (num // 2, 3))]),
+                       dtype=torch.float32)
+    pos = pos[torch.randperm(num, generator=torch.Generator().manual_seed(0))]
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = torch.zeros((n, n, n))
+        for chunk in torch.split(pos, 10_000):
+            ops.paint(chunk, n, box_size, scheme="cic", out=serial)
+        monkeypatch.setenv("LSSCORE_PAINT_STRATEGY", strategy)
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            assert torch.equal(ops.paint(pos, n, box_size, scheme="cic"), serial)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_bad_strategy_is_a_clean_error(monkeypatch):
+    monkeypatch.setenv("LSSCORE_PAINT_STRATEGY", "fastest")
+    with pytest.raises(RuntimeError, match="LSSCORE_PAINT_STRATEGY must be auto, direct or "
+                                           "buckets, got 'fastest'"):
+        ops.paint(torch.rand(100, 3), 8, 1.0, scheme="cic")
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
