@@ -198,45 +198,98 @@ LSS_INLINE void prefetch_stencil(const int32_t* i0, const scalar_t* grid, int64_
   }
 }
 
-// Particles [begin, end), a block at a time, straight into the grid: all of each stencil (ALL),
-// or its part in the slabs [lo, lo + width). The serial loop that every other path reproduces.
-// An owner first tests x against a window ORDER cells wider on each side than its slabs, in
-// cell units (x n / L, whose rounding the margin covers; near the box's faces, where a stencil
-// wraps or x is outside the box, always a candidate), and skips a block without candidates.
+// One block of particles [b, b + len), straight into the grid: all of each stencil (ALL), or
+// its part in the slabs [lo, lo + width).
 template <int ORDER, bool ALL, typename scalar_t>
-void paint_direct(const scalar_t* pos, const scalar_t* wts, int64_t begin, int64_t end,
-                  scalar_t* grid, const GridSpec& g, int64_t lo, int64_t width) {
+LSS_INLINE void paint_block(const scalar_t* pos, const scalar_t* wts, int64_t b, int64_t len,
+                            scalar_t* grid, const GridSpec& g, int64_t lo, int64_t width) {
   const int64_t n = g.n;
-  const double near_lo = static_cast<double>(lo - ORDER);
-  const double near_hi = static_cast<double>(lo + width + ORDER);
-  const double inner_lo = ORDER, inner_hi = static_cast<double>(n - ORDER);
   int32_t i0[3 * kBlock];
   scalar_t t[3 * kBlock], w[ORDER][3 * kBlock];
-  for (int64_t b = begin; b < end; b += kBlock) {
-    const int64_t len = std::min(kBlock, end - b);
-    const scalar_t* x = pos + 3 * b;
-    if (!ALL) {
-      bool any = false;
-      for (int64_t j = 0; j < len; ++j) {
-        const double u = static_cast<double>(x[3 * j]) * g.inv_h;
-        any |= !((u < near_lo || u >= near_hi) && u >= inner_lo && u < inner_hi);
-      }
-      if (!any) continue;
+  locate_block<ORDER>(pos + 3 * b, 3 * len, g, i0, t);
+  for (int64_t j = 0; j < len; ++j) prefetch_stencil<ORDER>(i0 + 3 * j, grid, n);
+  weights_block<ORDER>(t, 3 * len, w);
+  for (int64_t j = 0; j < len; ++j) {
+    if (!ALL && !touches<ORDER>(i0[3 * j], n, lo, width)) continue;
+    const int64_t first[3] = {i0[3 * j], i0[3 * j + 1], i0[3 * j + 2]};
+    const scalar_t mass = wts != nullptr ? wts[b + j] : scalar_t(1);
+    scalar_t wj[3][ORDER];
+    for (int c = 0; c < ORDER; ++c) {
+      wj[0][c] = mass * w[c][3 * j];
+      wj[1][c] = w[c][3 * j + 1];
+      wj[2][c] = w[c][3 * j + 2];
     }
-    locate_block<ORDER>(x, 3 * len, g, i0, t);
-    for (int64_t j = 0; j < len; ++j) prefetch_stencil<ORDER>(i0 + 3 * j, grid, n);
-    weights_block<ORDER>(t, 3 * len, w);
-    for (int64_t j = 0; j < len; ++j) {
-      if (!ALL && !touches<ORDER>(i0[3 * j], n, lo, width)) continue;
-      const int64_t first[3] = {i0[3 * j], i0[3 * j + 1], i0[3 * j + 2]};
-      const scalar_t mass = wts != nullptr ? wts[b + j] : scalar_t(1);
-      scalar_t wj[3][ORDER];
-      for (int c = 0; c < ORDER; ++c) {
-        wj[0][c] = mass * w[c][3 * j];
-        wj[1][c] = w[c][3 * j + 1];
-        wj[2][c] = w[c][3 * j + 2];
+    deposit<ORDER, ALL>(first, wj, grid, n, lo, width);
+  }
+}
+
+// Particles [begin, end), a block at a time, straight into the grid: the serial loop that every
+// other path reproduces (ALL: every cell of every stencil).
+template <int ORDER, typename scalar_t>
+void paint_all(const scalar_t* pos, const scalar_t* wts, int64_t begin, int64_t end,
+               scalar_t* grid, const GridSpec& g) {
+  for (int64_t b = begin; b < end; b += kBlock)
+    paint_block<ORDER, true>(pos, wts, b, std::min(kBlock, end - b), grid, g, 0, g.n);
+}
+
+// Which owners' slabs the stencils of each block of kBlock particles may reach: a bit per
+// owner (owner t is bit t mod 64), a superset. A block's bits are those of the owners of the
+// planes within 2 of floor(x n / L) of each of its particles (a CIC or TSC stencil spans the
+// planes floor(u) - 1 .. floor(u) + 1, u = x n / L computed as locate does; the margin is one
+// plane more); every bit for a position outside the box. Computed once, in parallel, so that
+// each owner then reads only the blocks it paints: with particles in file order, about its
+// share of them instead of all.
+template <typename scalar_t>
+std::vector<uint64_t> block_owner_masks(const scalar_t* pos, int64_t num, const GridSpec& g,
+                                        const std::vector<int64_t>& bounds) {
+  const int64_t n = g.n, parts = static_cast<int64_t>(bounds.size()) - 1;
+  std::vector<uint64_t> owner(n), near(n);
+  uint64_t every = 0;
+  for (int64_t t = 0; t < parts; ++t) {
+    for (int64_t p = bounds[t]; p < bounds[t + 1]; ++p) owner[p] = uint64_t{1} << (t % 64);
+    if (bounds[t + 1] > bounds[t]) every |= uint64_t{1} << (t % 64);
+  }
+  for (int64_t p = 0; p < n; ++p) {
+    uint64_t m = 0;
+    for (int64_t d = -2; d <= 2; ++d) m |= owner[((p + d) % n + n) % n];
+    near[p] = m;
+  }
+  const int64_t blocks = (num + kBlock - 1) / kBlock;
+  std::vector<uint64_t> masks(blocks);
+  const double cells = static_cast<double>(n);
+  at::parallel_for(0, blocks, 256, [&](int64_t b0, int64_t b1) {
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t first = blk * kBlock, last = std::min(num, first + kBlock);
+      uint64_t m = 0;
+      bool outside = false;
+      for (int64_t p = first; p < last; ++p) {
+        const double u = static_cast<double>(pos[3 * p]) * g.inv_h;
+        const bool in = u >= 0.0 && u < cells;
+        outside |= !in;
+        m |= near[in ? static_cast<int64_t>(u) : 0];
       }
-      deposit<ORDER, ALL>(first, wj, grid, n, lo, width);
+      masks[blk] = outside ? every : m;
+    }
+  });
+  return masks;
+}
+
+// An owner's share: the blocks whose masks have its bit, each painted in full where only its
+// bit is set (every stencil in its slabs, parts <= 64), else in its slabs [lo, lo + width).
+template <int ORDER, typename scalar_t>
+void paint_owned(const scalar_t* pos, const scalar_t* wts, int64_t num, scalar_t* grid,
+                 const GridSpec& g, const std::vector<uint64_t>& masks, int64_t owner,
+                 int64_t parts, int64_t lo, int64_t width) {
+  const uint64_t bit = uint64_t{1} << (owner % 64);
+  const bool exclusive = parts <= 64;
+  for (int64_t blk = 0; blk < static_cast<int64_t>(masks.size()); ++blk) {
+    const uint64_t m = masks[blk];
+    if ((m & bit) == 0) continue;
+    const int64_t b = blk * kBlock, len = std::min(kBlock, num - b);
+    if (exclusive && m == bit) {
+      paint_block<ORDER, true>(pos, wts, b, len, grid, g, lo, width);
+    } else {
+      paint_block<ORDER, false>(pos, wts, b, len, grid, g, lo, width);
     }
   }
 }
@@ -503,6 +556,11 @@ void paint_ngp_parallel(const scalar_t* pos, const scalar_t* wts, int64_t num, s
   const int64_t chunk = std::clamp<int64_t>(grid_bytes / int64_t{sizeof(index_t)},
                                             kNgpBlock * 64, num);
   std::unique_ptr<index_t[]> cells(new index_t[chunk]);
+  // the owners of each block's cells (a bit per owner, t mod 64): an owner skips the blocks
+  // without its bit, and updates those with its bit alone without testing each cell
+  std::vector<uint64_t> owner(n), masks((chunk + kNgpBlock - 1) / kNgpBlock);
+  for (int64_t t = 0; t < parts; ++t)
+    for (int64_t p = bounds[t]; p < bounds[t + 1]; ++p) owner[p] = uint64_t{1} << (t % 64);
   const NgpFastPath f = make_ngp_fast_path(g);
   for (int64_t start = 0; start < num; start += chunk) {
     const int64_t len = std::min(chunk, num - start);
@@ -512,12 +570,15 @@ void paint_ngp_parallel(const scalar_t* pos, const scalar_t* wts, int64_t num, s
       for (int64_t blk = b0; blk < b1; ++blk) {
         const int64_t b = blk * kNgpBlock, bl = std::min(kNgpBlock, len - b);
         ngp_block_cells(cpos + 3 * b, 3 * bl, f, v);
+        uint64_t m = 0;
         for (int64_t j = 0; j < bl; ++j) {
           int64_t cell[3];
           if (!ngp_fast_cells(v + 3 * j, f, cell))
             for (int d = 0; d < 3; ++d) cell[d] = ngp_cell(cpos[3 * (b + j) + d], g);
           cells[b + j] = static_cast<index_t>((cell[0] * n + cell[1]) * n + cell[2]);
+          m |= owner[cell[0]];
         }
+        masks[blk] = m;
       }
     });
     at::parallel_for(0, parts, 1, [&](int64_t t0, int64_t t1) {
@@ -526,8 +587,20 @@ void paint_ngp_parallel(const scalar_t* pos, const scalar_t* wts, int64_t num, s
         const uint64_t lo = static_cast<uint64_t>(bounds[t] * n * n);
         const uint64_t width = static_cast<uint64_t>((bounds[t + 1] - bounds[t]) * n * n);
         if (width == 0) continue;
+        const uint64_t bit = uint64_t{1} << (t % 64);
         for (int64_t b = 0; b < len; b += kNgpBlock) {
           const int64_t bl = std::min(kNgpBlock, len - b);
+          const uint64_t m = masks[b / kNgpBlock];
+          if ((m & bit) == 0) continue;
+          if (m == bit && parts <= 64) {  // every cell of the block is this owner's
+            for (int64_t j = 0; j < bl; ++j) __builtin_prefetch(grid + cells[b + j], 1);
+            if (wts == nullptr) {
+              for (int64_t j = 0; j < bl; ++j) grid[cells[b + j]] += scalar_t(1);
+            } else {
+              for (int64_t j = 0; j < bl; ++j) grid[cells[b + j]] += wts[start + b + j];
+            }
+            continue;
+          }
           int64_t count = 0;
           for (int64_t j = 0; j < bl; ++j) {  // owned ones, compacted without a branch
             which[count] = b + j;
@@ -762,7 +835,7 @@ void paint_kernel(const scalar_t* pos, const scalar_t* wts, int64_t num, scalar_
     if constexpr (ORDER == 1) {
       paint_range_ngp(pos, wts, num, grid, g, 0, n);
     } else {
-      paint_direct<ORDER, true>(pos, wts, 0, num, grid, g, 0, n);
+      paint_all<ORDER>(pos, wts, 0, num, grid, g);
     }
     return;
   }
@@ -792,15 +865,16 @@ void paint_kernel(const scalar_t* pos, const scalar_t* wts, int64_t num, scalar_
   } else {
     const Strategy strategy = choose_strategy<ORDER>(pos, num, g, (n + parts - 1) / parts);
     if (strategy == Strategy::kDirect && parts == 1) {
-      paint_direct<ORDER, true>(pos, wts, 0, num, grid, g, 0, n);
+      paint_all<ORDER>(pos, wts, 0, num, grid, g);
       return;
     }
     if (strategy == Strategy::kDirect) {
       const std::vector<int64_t> bounds = balanced_ranges<ORDER>(pos, num, g, parts);
+      const std::vector<uint64_t> masks = block_owner_masks(pos, num, g, bounds);
       at::parallel_for(0, parts, 1, [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
           const int64_t lo = bounds[t], width = bounds[t + 1] - bounds[t];
-          if (width > 0) paint_direct<ORDER, false>(pos, wts, 0, num, grid, g, lo, width);
+          if (width > 0) paint_owned<ORDER>(pos, wts, num, grid, g, masks, t, parts, lo, width);
         }
       });
       return;
