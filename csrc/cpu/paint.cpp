@@ -2,24 +2,29 @@
 //
 // Painting scatters into a shared grid, so threads must not race. Owner-computes: the grid's
 // x-slabs are split into one contiguous range per thread (balanced on a sample of the
-// particles, since clustered catalogues fill some slabs far more than others); every thread
-// scans all particles and deposits only the parts of their stencils that fall in its own
-// slabs (a CIC or TSC stencil that straddles two ranges is painted half by each owner). Every
-// cell is written by one thread only, and always in particle order, so the result is the
-// serial loop's bit for bit, whatever the number of threads, the strategy or where the ranges
-// fall: every path computes a particle's weights the same way (paint_direct's).
+// particles, since clustered catalogues fill some slabs far more than others), and each thread
+// deposits only the parts of the stencils that fall in its own slabs (a CIC or TSC stencil
+// that straddles two ranges is painted half by each owner). Every cell is written by one
+// thread only, and always in particle order, so the result is the serial loop's bit for bit,
+// whatever the number of threads, the strategy or where the ranges fall: every path weighs a
+// particle the same way (weights_block) and takes the products in the same order (deposit).
+// An owner need not read every particle: a first parallel pass marks, per block of kBlock
+// particles, which owners its stencils may reach (block_owner_masks, a superset), and each
+// owner reads only its blocks, painting in full those that are its alone. For a snapshot in
+// file order (for most codes the order of the initial lattice, which z = 0 still mostly
+// keeps) that is about its share of the particles.
 //
 // NGP touches one cell per particle and paints straight into the grid (the grid we allocate
 // asks for huge pages, so random updates do not miss the TLB as well as the cache); on several
-// threads the cells are first located in parallel, and the owners scan those indices rather
-// than the positions (paint_ngp_parallel).
+// threads the cells are first located in parallel with each block's owners, and the owners
+// update from those indices, skipping the blocks that are not theirs (paint_ngp_parallel).
 //
 // CIC and TSC touch 8 and 27 cells, and how they are best painted depends on the order of the
-// particles, which a probe of a sample decides (choose_strategy):
+// particles, which a probe of a sample decides (choose_strategy); NGP likewise:
 //  - direct: each owner paints its particles one at a time, straight into the grid. Fastest
-//    when consecutive particles land near each other (a snapshot in file order, which for most
-//    codes is the order of the initial lattice, or one sorted along a space-filling curve) or
-//    the catalogue fills little of the grid: the writes hit the cache as they are.
+//    when consecutive particles land near each other (a snapshot in file order, or one sorted
+//    along a space-filling curve) or the catalogue fills little of the grid: the writes hit
+//    the cache as they are.
 //  - buckets: within its range an owner takes its particles a chunk at a time, buckets them (a
 //    counting sort) into groups of a few slabs, about kGroupBytes of grid each, and paints
 //    group by group, so its writes stay in cache however the particles are ordered (a shuffled
@@ -37,7 +42,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <cstdio>
 #include <cstring>
 #include <memory>
 #if defined(__linux__)
@@ -303,7 +307,7 @@ struct Record {
 };
 
 // A group's records [begin, end), a block at a time, into the slabs [lo, lo + width): their
-// weights as paint_direct's (weights_block), then deposited.
+// weights as paint_block's (weights_block), then deposited.
 template <int ORDER, typename scalar_t>
 void paint_records(const Record<scalar_t>* records, int64_t begin, int64_t end, scalar_t* grid,
                    int64_t n, int64_t lo, int64_t width) {
@@ -819,8 +823,6 @@ Strategy choose_strategy(const scalar_t* pos, int64_t num, const GridSpec& g, in
   const int64_t slab_bytes = g.n * g.n * int64_t{sizeof(scalar_t)};
   if (width * slab_bytes <= 2 * kGroupBytes) return Strategy::kDirect;  // in cache as it is
   const Probe pr = probe(pos, num, g);
-  if (std::getenv("LSSCORE_PAINT_DEBUG") != nullptr)
-    fprintf(stderr, "probe: distinct/particle %.3f footprint %.3g MiB\n", pr.distinct_per_particle, pr.footprint_bytes / 1048576.0);
   if (pr.distinct_per_particle <= kCoherent || pr.footprint_bytes <= kCachedBytes)
     return Strategy::kDirect;
   return Strategy::kBuckets;

@@ -244,6 +244,30 @@ def test_strategies_agree_on_a_large_grid(rng, monkeypatch, strategy):
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("strategy", ["direct", "buckets"])
+def test_more_owners_than_mask_bits(rng, monkeypatch, scheme, strategy):
+    """With more threads than the 64 bits of a block's owner mask (owner t is bit t mod 64, so
+    a bit stands for several owners) and in file-like order (blocks mostly one owner's), paint
+    is still the serial loop bit for bit."""
+    n, box_size, num = 96, 30.0, 40_000
+    pos = edge_and_slab_catalogue(rng, num, n, box_size, torch.float32)
+    pos = pos[torch.from_numpy(np.lexsort(np.floor(pos.double().numpy().T[::-1] * n / 30.0)))]
+    monkeypatch.setenv("LSSCORE_PAINT_STRATEGY", strategy)
+    w = torch.tensor(rng.uniform(0.5, 2.0, num), dtype=torch.float32)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = torch.zeros((n, n, n))
+        for chunk, wc in zip(torch.split(pos, 10_000), torch.split(w, 10_000)):
+            ops.paint(chunk, n, box_size, scheme=scheme, weights=wc, out=serial)
+        torch.set_num_threads(80)
+        many = ops.paint(pos, n, box_size, scheme=scheme, weights=w)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(many, serial)
+
+
 def test_bad_strategy_is_a_clean_error(monkeypatch):
     monkeypatch.setenv("LSSCORE_PAINT_STRATEGY", "fastest")
     with pytest.raises(RuntimeError, match="LSSCORE_PAINT_STRATEGY must be auto, direct or "
