@@ -21,6 +21,7 @@ import functools
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -133,7 +134,8 @@ class Timer:
         return time.perf_counter() - t0
 
     def medians(self, fns: dict, repeats, warmup: int = 1, before=None) -> dict:
-        """{key: median seconds} of each fn, interleaved: every round calls each in turn.
+        """{key: median seconds} of each fn, interleaved: every round calls each in turn, in a
+        seeded order of its own.
         repeats: one count or {key: count}; before(key), if given, runs untimed before each
         call (e.g. to set the thread count)."""
         counts = {k: repeats[k] if isinstance(repeats, dict) else repeats for k in fns}
@@ -144,8 +146,13 @@ class Timer:
                 fn()
         self.sync()
         times: dict = {k: [] for k in fns}
+        keys = list(fns)
         for r in range(max(counts.values(), default=0)):
-            for k, fn in fns.items():
+            # each round in another order (seeded): a call that leaves the machine in a worse
+            # state (a fragmented heap, a cold cache) does not always precede the same one
+            order = keys[:] if r == 0 else random.Random(r).sample(keys, len(keys))
+            for k in order:
+                fn = fns[k]
                 if r < counts[k]:
                     if before:
                         before(k)

@@ -23,7 +23,7 @@ measured copy bandwidth). A summary table per catalogue and scheme ends the run.
 bench/results_paint.json.
 
     python bench/bm_paint.py [--quick] [--threads 2] [--previous REV] [--catalogues NAME ...]
-                             [--cache DIR] [--device cpu|cuda]
+                             [--lean] [--cache DIR] [--device cpu|cuda]
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ STRATEGY_ENV = "LSSCORE_PAINT_STRATEGY"
 ORDERS = {"ngp": 1, "cic": 2, "tsc": 3}
 
 # set from the command line (bench/run.py takes the defaults)
-SETTINGS = {"previous": None, "catalogues": None,
+SETTINGS = {"previous": None, "catalogues": None, "lean": False,
             "cache": Path(tempfile.gettempdir()) / "lsscore-bench-nbody"}
 
 
@@ -302,7 +302,9 @@ def entries(opts):
                     return previous.paint(x["t"], None, x["n"], x["box"], o)
                 impls += [Impl("previous", prev), Impl("previous 1 thread", at_threads(prev, 1))]
             impls += pylians_ma(scheme)
-            if scheme == "ngp":
+            if SETTINGS["lean"]:  # ours, the previous kernel and Pylians only
+                pass
+            elif scheme == "ngp":
                 impls += [Impl("np.bincount", lambda x: np_bincount_ngp(x["pos"], x["n"], x["box"]),
                                host=True),
                           Impl("torch index_put_", lambda x: torch_ngp(x["t"], x["n"], x["box"])),
@@ -376,8 +378,11 @@ if __name__ == "__main__":
     parser.add_argument("--previous", default=None,
                         help="git revision whose CPU paint kernel runs beside ours")
     parser.add_argument("--catalogues", nargs="+", choices=CATALOGUES, default=None)
+    parser.add_argument("--lean", action="store_true",
+                        help="leave out the NumPy and torch baselines (10-60x slower, minutes)")
     parser.add_argument("--cache", type=Path, default=SETTINGS["cache"],
                         help="where the simulated catalogues are kept")
     known, rest = parser.parse_known_args()
-    SETTINGS.update(previous=known.previous, catalogues=known.catalogues, cache=known.cache)
+    SETTINGS.update(previous=known.previous, catalogues=known.catalogues, cache=known.cache,
+                    lean=known.lean)
     main("paint", argv=rest, doc=__doc__)
