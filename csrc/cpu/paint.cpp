@@ -202,14 +202,26 @@ LSS_INLINE void prefetch_stencil(const int32_t* i0, const scalar_t* grid, int64_
   }
 }
 
+// Prefetches (for reading) the positions of the block after next: the hardware streams a
+// sequential read, but not far enough ahead to hide the memory's latency on every machine.
+template <typename scalar_t>
+LSS_INLINE void prefetch_ahead(const scalar_t* coords, int64_t first, int64_t count) {
+  constexpr int64_t kAhead = 2 * 3 * 64;  // coordinates: two blocks of 64 particles
+  const int64_t begin = first + kAhead, end = std::min(count, begin + 3 * 64);
+  for (int64_t k = begin; k < end; k += 64 / int64_t{sizeof(scalar_t)})
+    __builtin_prefetch(coords + k, 0);
+}
+
 // One block of particles [b, b + len), straight into the grid: all of each stencil (ALL), or
 // its part in the slabs [lo, lo + width).
 template <int ORDER, bool ALL, typename scalar_t>
-LSS_INLINE void paint_block(const scalar_t* pos, const scalar_t* wts, int64_t b, int64_t len,
-                            scalar_t* grid, const GridSpec& g, int64_t lo, int64_t width) {
+LSS_INLINE void paint_block(const scalar_t* pos, const scalar_t* wts, int64_t num, int64_t b,
+                            int64_t len, scalar_t* grid, const GridSpec& g, int64_t lo,
+                            int64_t width) {
   const int64_t n = g.n;
   int32_t i0[3 * kBlock];
   scalar_t t[3 * kBlock], w[ORDER][3 * kBlock];
+  prefetch_ahead(pos, 3 * b, 3 * num);
   locate_block<ORDER>(pos + 3 * b, 3 * len, g, i0, t);
   for (int64_t j = 0; j < len; ++j) prefetch_stencil<ORDER>(i0 + 3 * j, grid, n);
   weights_block<ORDER>(t, 3 * len, w);
@@ -233,7 +245,7 @@ template <int ORDER, typename scalar_t>
 void paint_all(const scalar_t* pos, const scalar_t* wts, int64_t begin, int64_t end,
                scalar_t* grid, const GridSpec& g) {
   for (int64_t b = begin; b < end; b += kBlock)
-    paint_block<ORDER, true>(pos, wts, b, std::min(kBlock, end - b), grid, g, 0, g.n);
+    paint_block<ORDER, true>(pos, wts, end, b, std::min(kBlock, end - b), grid, g, 0, g.n);
 }
 
 // Which owners' slabs the stencils of each block of kBlock particles may reach: a bit per
@@ -291,9 +303,9 @@ void paint_owned(const scalar_t* pos, const scalar_t* wts, int64_t num, scalar_t
     if ((m & bit) == 0) continue;
     const int64_t b = blk * kBlock, len = std::min(kBlock, num - b);
     if (exclusive && m == bit) {
-      paint_block<ORDER, true>(pos, wts, b, len, grid, g, lo, width);
+      paint_block<ORDER, true>(pos, wts, num, b, len, grid, g, lo, width);
     } else {
-      paint_block<ORDER, false>(pos, wts, b, len, grid, g, lo, width);
+      paint_block<ORDER, false>(pos, wts, num, b, len, grid, g, lo, width);
     }
   }
 }
@@ -516,6 +528,7 @@ void paint_range_ngp(const scalar_t* pos, const scalar_t* wts, int64_t num, scal
   int64_t index[kNgpBlock], which[kNgpBlock];
   for (int64_t b = 0; b < num; b += kNgpBlock) {
     const int64_t len = std::min(kNgpBlock, num - b);
+    prefetch_ahead(pos, 3 * b, 3 * num);
     ngp_block_cells(pos + 3 * b, 3 * len, f, v);
     // the owned particles (from the fast x cell, or x's float64 path where that is unsure;
     // which ones a thread owns is unpredictable, so they are compacted without a branch),
@@ -573,6 +586,7 @@ void paint_ngp_parallel(const scalar_t* pos, const scalar_t* wts, int64_t num, s
       int32_t v[3 * kNgpBlock];
       for (int64_t blk = b0; blk < b1; ++blk) {
         const int64_t b = blk * kNgpBlock, bl = std::min(kNgpBlock, len - b);
+        prefetch_ahead(cpos, 3 * b, 3 * len);
         ngp_block_cells(cpos + 3 * b, 3 * bl, f, v);
         uint64_t m = 0;
         for (int64_t j = 0; j < bl; ++j) {
@@ -596,8 +610,15 @@ void paint_ngp_parallel(const scalar_t* pos, const scalar_t* wts, int64_t num, s
           const int64_t bl = std::min(kNgpBlock, len - b);
           const uint64_t m = masks[b / kNgpBlock];
           if ((m & bit) == 0) continue;
+          // the next block's cells, a block ahead when they are all this owner's, so that
+          // its updates find them in cache (cells of other owners are not touched: that would
+          // pull their lines away from the threads that write them)
+          const int64_t next = b + kNgpBlock;
+          if (next < len && masks[next / kNgpBlock] == bit && parts <= 64) {
+            const int64_t stop = std::min(len, next + kNgpBlock);
+            for (int64_t j = next; j < stop; ++j) __builtin_prefetch(grid + cells[j], 1);
+          }
           if (m == bit && parts <= 64) {  // every cell of the block is this owner's
-            for (int64_t j = 0; j < bl; ++j) __builtin_prefetch(grid + cells[b + j], 1);
             if (wts == nullptr) {
               for (int64_t j = 0; j < bl; ++j) grid[cells[b + j]] += scalar_t(1);
             } else {
@@ -655,7 +676,8 @@ void paint_ngp_sorted(const scalar_t* pos, const scalar_t* wts, int64_t num, sca
         const int64_t e = part_begin(t + 1);
         for (int64_t b = part_begin(t); b < e; b += kNgpBlock) {
           const int64_t bl = std::min(kNgpBlock, e - b);
-          ngp_block_cells(cpos + 3 * b, 3 * bl, f, v);
+          prefetch_ahead(cpos, 3 * b, 3 * len);
+        ngp_block_cells(cpos + 3 * b, 3 * bl, f, v);
           for (int64_t j = 0; j < bl; ++j) {
             int64_t cell[3];
             if (!ngp_fast_cells(v + 3 * j, f, cell))
@@ -853,15 +875,15 @@ void paint_kernel(const scalar_t* pos, const scalar_t* wts, int64_t num, scalar_
       } else {
         paint_ngp_sorted<scalar_t, uint64_t>(pos, wts, num, grid, g, sg, parts);
       }
-    } else if (parts > 1) {
+    } else {
+      // also on one thread: the cells first, then the updates, each block's prefetched while
+      // the one before is updated
       const std::vector<int64_t> bounds = balanced_ranges<ORDER>(pos, num, g, parts);
       if (small) {
         paint_ngp_parallel<scalar_t, uint32_t>(pos, wts, num, grid, g, bounds);
       } else {
         paint_ngp_parallel<scalar_t, uint64_t>(pos, wts, num, grid, g, bounds);
       }
-    } else {
-      paint_range_ngp(pos, wts, num, grid, g, 0, n);
     }
     return;
   } else {
