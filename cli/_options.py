@@ -25,3 +25,14 @@ def output_dir(ctx, param, value):
 
 # a seed numpy, torch and an HDF5 attribute all take
 SEED = click.IntRange(min=0, max=2**63 - 1)
+
+
+def fail(exc: Exception):
+    """The one-line error of a failed command. Under torchrun an error every rank raised
+    together (lsswgan_core.ranks.RankError) is printed by rank 0 only; the other ranks exit
+    with status 1 quietly, so the message appears once."""
+    from lsswgan_core.ranks import RankError  # noqa: PLC0415
+
+    if isinstance(exc, RankError) and not exc.reporter:
+        raise SystemExit(1)
+    raise click.ClickException(str(exc)) from None

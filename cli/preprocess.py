@@ -3,13 +3,14 @@
 Every option sets the [data] key of the same name (over the --config file's, if given)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
 from lsswgan_core.config import SCHEMES
 
-from ._options import SEED, output_file
+from ._options import SEED, fail, output_file
 
 
 def _numbers(cast, example, hi):
@@ -59,7 +60,8 @@ def _numbers(cast, example, hi):
 def preprocess(inputs, out, config_path, **options):
     """Paint each snapshot in INPUTS (one per simulation; any format open_snapshot reads),
     cut augmented cubes, apply the paper's transform and write OUT. Rerun the same command
-    after a crash to resume."""
+    after a crash to resume. Under `torchrun ... -m lsscore preprocess` the simulations are
+    divided among the ranks (docs/distributed.md); the file is the same."""
     from lsswgan_core.config import Config, load_config  # noqa: PLC0415
     from lsswgan_core.data import Dataset, preprocess as run  # noqa: PLC0415
     from lsswgan_core.io import SnapshotError  # noqa: PLC0415
@@ -72,6 +74,7 @@ def preprocess(inputs, out, config_path, **options):
         if options["split_cubes"] is not None and options["cubes_per_box"] is None:
             cfg.cubes_per_box = 0   # counts per split asked for: not per box
         path = run(inputs, out, cfg)
-    except (SnapshotError, ValueError) as exc:   # ConfigError is a ValueError
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"wrote {path}: {Dataset(path).summary()}")
+    except (SnapshotError, ValueError) as exc:   # ConfigError and RankError are ValueErrors
+        fail(exc)
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(f"wrote {path}: {Dataset(path).summary()}")
