@@ -8,7 +8,7 @@ import click
 
 from lsswgan_core.config import DEVICES, SAMPLE_BN
 
-from ._options import SEED, output_file
+from ._options import SEED, fail, output_file
 
 
 @click.command()
@@ -36,23 +36,29 @@ from ._options import SEED, output_file
               help="cpu or cuda (default: cuda when a GPU is visible, else cpu).")
 def sample(checkpoint, n, box_cells, tile, out, physical, batch, sample_bn, seed, device):
     """Draw N cubes from the generator of CHECKPOINT and write them to OUT (dataset `samples`,
-    with the dataset's transform attributes); with --box, N whole boxes (dataset `boxes`)."""
-    from lsswgan_core.gan.sample import check_output_dir, generate, write_boxes, write_samples  # noqa: PLC0415
+    with the dataset's transform attributes); with --box, N whole boxes (dataset `boxes`).
+    Under `torchrun ... -m lsscore sample` the cubes (boxes) are divided among the ranks and
+    the file is the same (docs/distributed.md)."""
+    import os  # noqa: PLC0415
+
+    from lsswgan_core.gan.sample import check_output_dir, sample_boxes, sample_cubes  # noqa: PLC0415
     from lsswgan_core.gan.run import RunError  # noqa: PLC0415
 
+    main = int(os.environ.get("RANK", "0")) == 0
     try:
         check_output_dir(out)  # before the work, not after
         if box_cells is not None:
-            meta = write_boxes(checkpoint, out, box_cells, n, tile=tile, physical=physical,
-                               seed=seed, device=device, show_progress=True)
-            click.echo(f"wrote {n} box{'es' if n > 1 else ''} of {box_cells}^3 cells "
-                       f"({meta['box_size']:g} Mpc/h) to {out} in tiles of {meta['tile']}^3; "
-                       f"{meta['seconds'] / n:.1f} s per box")
+            meta = sample_boxes(checkpoint, out, box_cells, n, tile=tile, physical=physical,
+                                seed=seed, device=device, show_progress=True)
+            if main:
+                click.echo(f"wrote {n} box{'es' if n > 1 else ''} of {box_cells}^3 cells "
+                           f"({meta['box_size']:g} Mpc/h) to {out} in tiles of {meta['tile']}^3; "
+                           f"{meta['seconds'] / n:.1f} s per box")
             return
-        cubes, attrs, rate = generate(checkpoint, n, batch=batch, physical=physical, seed=seed,
-                                      device=device, show_progress=True, bn=sample_bn)
-        write_samples(out, cubes, attrs)
+        _, rate = sample_cubes(checkpoint, out, n, batch=batch, physical=physical, seed=seed,
+                               device=device, show_progress=True, bn=sample_bn)
     except (RunError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"wrote {n} cubes to {out} ({'rho/rhobar' if physical else 'transformed'}); "
-               f"{rate:.1f} cubes/s")
+        fail(exc)
+    if main:
+        click.echo(f"wrote {n} cubes to {out} ({'rho/rhobar' if physical else 'transformed'}); "
+                   f"{rate:.1f} cubes/s")

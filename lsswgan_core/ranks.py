@@ -68,6 +68,16 @@ class Ranks:
         dist.all_gather_object(values, value, group=self._group)
         return values
 
+    def gather_to_main(self, value) -> list | None:
+        """Every rank's `value` (picklable) in rank order on rank 0; None on the others."""
+        if not self.active:
+            return [value]
+        import torch.distributed as dist  # noqa: PLC0415
+
+        values = [None] * self.world if self.main else None
+        dist.gather_object(value, values, dst=0, group=self._group)
+        return values
+
     def agree(self, error: str | None) -> None:
         """Raises RankError on every rank when any rank passes an error (the lowest rank's,
         with its rank and host); returns on every rank otherwise."""

@@ -19,7 +19,9 @@ from lsswgan_core.sim.simulate import write_suite
 pytestmark = pytest.mark.slow
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-PREPROCESS = ["--grid", "32", "--cube", "8", "--cubes-per-box", "5", "--seed", "3",
+# seed 1: the largest x of the train cubes and boxes are both in simulation 3, rank 1's (see
+# test_the_maxima_are_rank_1s), so a rank 0 that did not reduce them would write others
+PREPROCESS = ["--grid", "32", "--cube", "8", "--cubes-per-box", "5", "--seed", "1",
               "--length-unit", "Mpc/h"]
 
 
@@ -69,9 +71,25 @@ def suite(tmp_path_factory):
 def reference(suite, tmp_path_factory):
     """The single-process dataset (whole boxes kept: both maxima are reduced)."""
     out = tmp_path_factory.mktemp("ref") / "ref.h5"
-    preprocess(suite, out, DataConfig(grid=32, cube=8, cubes_per_box=5, seed=3,
+    preprocess(suite, out, DataConfig(grid=32, cube=8, cubes_per_box=5, seed=1,
                                       length_unit="Mpc/h"), show_progress=False)
     return out
+
+
+def test_the_maxima_are_rank_1s(reference):
+    """The premise of the next tests: rank 0's train simulations (even indices) alone do not
+    hold x_max nor box_x_max."""
+    from lsswgan_core.data import Transform
+
+    with h5py.File(reference) as f:
+        sims = f["train"].attrs["simulations"].tolist()
+        x = Transform.from_attrs(dict(f.attrs)).inverse(f["train"][()].astype(np.float64))
+        boxes = f["boxes/train"][()]
+        x_max, box_x_max = f.attrs["x_max"], f.attrs["box_x_max"]
+    even = [j for j, i in enumerate(sims) if i % 2 == 0]
+    assert x.reshape(len(sims), -1)[even].max() < x_max * (1 - 1e-6)
+    assert x.max() == pytest.approx(x_max, rel=1e-6)
+    assert boxes[even].max() < box_x_max == boxes.max()
 
 
 def test_preprocess_on_two_ranks_is_the_single_process_file(suite, reference, tmp_path):
@@ -141,3 +159,61 @@ def test_ranks_that_see_different_inputs_stop_with_one_message(suite, tmp_path):
     assert len(errors) == 1, output[-3000:]
     assert "rank 1 sees sim_2/snapshot_000.0 with" in errors[0] and "rank 0 with" in errors[0]
     assert not list(Path(str(out) + ".partial").glob("sim_*.npy"))   # before any work
+
+
+def _checkpoint(path, model: dict, generator) -> Path:
+    """A checkpoint of an untrained generator, as `lsscore train` writes one."""
+    import json
+
+    from lsswgan_core.config import config_from_dict, config_to_toml
+    from lsswgan_core.data import Transform
+    from lsswgan_core.gan.run import save_checkpoint
+
+    cfg = config_from_dict({"model": model, "train": {"batch_size": 4}})
+    attrs = {**Transform(x_max=40.0).attrs(), "x_max": 40.0, "box_size": 256.0, "grid": 64,
+             "cube_size": 128.0, "cube": 32}
+    save_checkpoint(path, {"epoch": 0, "generator_step": 0, "critic_step": 0,
+                           "generator": generator.state_dict(), "config": config_to_toml(cfg),
+                           "dataset": json.dumps(attrs)})
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    import torch
+
+    from lsswgan_core.gan.models import BoxGenerator, Generator
+
+    root = tmp_path_factory.mktemp("ckpt")
+    torch.manual_seed(0)
+    cubes = _checkpoint(root / "cubes.pt", {"width": 0.125, "standing_batches": 2},
+                        Generator(width=0.125))
+    g = BoxGenerator(width=0.125)
+    k = np.geomspace(0.005, 3.0, 40)
+    g.set_input_power(k, 2e4 * (k / 0.05) ** -1.4 / (1 + (0.02 / k) ** 2), cell_size=4.0)
+    boxes = _checkpoint(root / "boxes.pt", {"generator": "box", "width": 0.125}, g)
+    return cubes, boxes
+
+
+def test_sample_on_two_ranks_is_the_single_process_file(checkpoints, tmp_path):
+    """Cubes (10 in batches of 4: rank 0 draws batches 0 and 2, rank 1 batch 1) and whole
+    boxes (3: rank 0 draws boxes 0 and 2, rank 1 box 1), against one process."""
+    from lsswgan_core.gan.sample import sample_boxes, sample_cubes
+
+    cubes, boxes = checkpoints
+    sample_cubes(cubes, tmp_path / "one.h5", 10, batch=4, seed=7, physical=True)
+    sample_boxes(boxes, tmp_path / "one_boxes.h5", 16, 3, tile=16, seed=5)
+    rc, output = torchrun("-m", "lsscore", "sample", "--checkpoint", cubes, "--n-cubes", 10,
+                          "--batch", 4, "--seed", 7, "--physical", "--out", tmp_path / "two.h5")
+    assert rc == 0, output[-3000:]
+    assert output.count("wrote 10 cubes") == 1
+    assert_same_file(tmp_path / "two.h5", tmp_path / "one.h5")
+    rc, output = torchrun("-m", "lsscore", "sample", "--checkpoint", boxes, "--box", 16, "--n-cubes", 3,
+                          "--tile", 16, "--seed", 5, "--out", tmp_path / "two_boxes.h5")
+    assert rc == 0, output[-3000:]
+    assert_same_file(tmp_path / "two_boxes.h5", tmp_path / "one_boxes.h5")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "one.h5", "one_boxes.h5", "two.h5", "two_boxes.h5"]   # no part file left
+    with h5py.File(tmp_path / "one.h5") as f:   # the batches differ: a per-batch seed each
+        x = f["samples"][()]
+        assert not np.array_equal(x[0], x[4]) and not np.array_equal(x[4], x[8])
