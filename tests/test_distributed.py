@@ -217,3 +217,58 @@ def test_sample_on_two_ranks_is_the_single_process_file(checkpoints, tmp_path):
     with h5py.File(tmp_path / "one.h5") as f:   # the batches differ: a per-batch seed each
         x = f["samples"][()]
         assert not np.array_equal(x[0], x[4]) and not np.array_equal(x[4], x[8])
+
+
+def test_training_resumes_at_another_world_size(tmp_path):
+    """2 -> 1 and 1 -> 2 processes: the same batches and steps per epoch as one process (the
+    effective batch is train.batch_size at any world size), a note and a metrics record of the
+    change, replicas in step, and only the run's own files in the run directory."""
+    from lsswgan_core.gan.run import load_checkpoint, read_metrics
+    from lsswgan_core.gan.train import train
+
+    from ._helpers import tiny_config, write_dataset, write_toml
+
+    data = write_dataset(tmp_path / "tiny.h5", sizes=(32, 8, 8))
+    cfg = tiny_config(train={"epochs": 2, "checkpoint_every": 1},
+                      duality_gap={"every": 1, "epochs": 1, "batch_size": 4})
+    config = write_toml(tmp_path / "tiny.toml", cfg)
+    train(data, tmp_path / "one", cfg, show_progress=False)   # the single-process run
+
+    def run(out, *extra, nproc=2):
+        rc, output = torchrun("-m", "lsscore", "train", "--data", data, "--config", config,
+                              "--out", out, *extra, nproc=nproc)
+        assert rc == 0, output[-3000:]
+        return output
+
+    run(tmp_path / "two_one", "--max-epochs", 1)
+    train(data, tmp_path / "two_one", resume=True, show_progress=False)
+    train(data, tmp_path / "one_two", cfg, max_epochs=1, show_progress=False)
+    output = run(tmp_path / "one_two", "--resume")
+    assert output.count("checkpoint was written by 1 processes, this run has 2") == 1
+    one = load_checkpoint(tmp_path / "one" / "checkpoints" / "last.pt")
+    for name, before in (("two_one", 2), ("one_two", 1)):
+        root = tmp_path / name
+        ckpt = load_checkpoint(root / "checkpoints" / "last.pt")
+        assert (ckpt["epoch"], ckpt["critic_step"], ckpt["generator_step"]) == \
+            (one["epoch"], one["critic_step"], one["generator_step"]) == (2, 16, 8)
+        assert ckpt["world_size"] == 3 - before
+        records = read_metrics(root / "metrics.jsonl")
+        assert [r["resumed_from_world_size"] for r in records
+                if "resumed_from_world_size" in r] == [before]
+        assert [r["step"] for r in records if "critic_loss" in r] == \
+            [r["step"] for r in read_metrics(tmp_path / "one" / "metrics.jsonl")
+             if "critic_loss" in r]
+        # the duality gap once per epoch (rank 0's), the replicas in step
+        assert sum("duality_gap" in r for r in records) == 2
+        assert all(r["ddp_divergence"] == 0.0 for r in records if "ddp_divergence" in r)
+        assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == [
+            "checkpoints", "checkpoints/epoch_00000.pt", "checkpoints/epoch_00001.pt",
+            "checkpoints/epoch_00002.pt", "checkpoints/last.pt", "config.toml",
+            "metrics.jsonl"]
+        assert not all(torch_equal(ckpt["generator"], one["generator"]))   # other streams
+
+
+def torch_equal(a: dict, b: dict):
+    import torch
+
+    return [torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point()]

@@ -295,8 +295,8 @@ def test_torchrun_two_cpu_processes(dataset, tmp_path):
     records = read_metrics(tmp_path / "ddp" / "metrics.jsonl")
     divergence = [r["ddp_divergence"] for r in records if "ddp_divergence" in r]
     assert divergence == [0.0, 0.0]
-    # 2 ranks x 16 cubes each / batch 4: 4 critic steps per epoch per rank
-    assert load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")["critic_step"] == 8
+    # batch 4 is the global batch (2 cubes per rank): 32 cubes / 4 = 8 critic steps per epoch
+    assert load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")["critic_step"] == 16
     steps = [r for r in records if "gp" in r]
     assert steps and all(np.isfinite(r["gp"]) and r["gp"] > 0 for r in steps)
     res = subprocess.run([str(torchrun), "--nproc-per-node", "2",
@@ -382,3 +382,26 @@ def test_standing_statistics_make_a_cube_independent_of_its_batch(dataset, refer
     assert meta["batchnorm"] == "standing" and a.shape == (5, 32, 32, 32)
     b, _, _ = generate(ckpt_path, 5, batch=5, seed=3, bn="batch")
     assert not np.allclose(a, b)
+
+
+def test_the_ranks_shares_make_the_single_process_batches():
+    """rank_batch: at any world size dividing the batch, the ranks' shares of batch i are
+    disjoint and together the batch one process takes."""
+    order = torch.randperm(40, generator=torch.Generator().manual_seed(0))
+    for world in (1, 2, 4):
+        for i in range(5):
+            shares = [train_module.rank_batch(order, i, 8, r, world) for r in range(world)]
+            assert all(len(s) == 8 // world for s in shares)
+            assert torch.equal(torch.cat(shares), order[i * 8:(i + 1) * 8])
+
+
+def test_a_batch_that_the_processes_cannot_share_is_refused(dataset):
+    config = tiny_config(train={"batch_size": 4})
+    with pytest.raises(TrainingError, match=r"batch_size \(4\).*multiple of 3"):
+        train_module._open_splits(dataset, config, SimpleNamespace(world=3, main=True))
+    _, train_split, dg_split, steps = train_module._open_splits(
+        dataset, config, SimpleNamespace(world=2, main=True))
+    assert steps == 32 // 4   # the global batch: as many steps as one process takes
+    for split in (train_split, dg_split):
+        if split is not None:
+            split.close()

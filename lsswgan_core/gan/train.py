@@ -19,10 +19,20 @@ Many processes: under `torchrun` the generator is wrapped in DistributedDataPara
 the critic is not: its loss calls it twice before one backward (see `losses.critic_loss`),
 so after the backward the loop averages its gradients over the ranks in one flat
 all-reduce (`Distributed.average_gradients`), and its replicas start from rank 0's
-parameters and buffers. Each rank takes every world-th cube of the shared permutation, so
-one epoch still covers the split once. Rank 0 writes the run directory and computes the
-duality gap; BatchNorm running statistics are per-rank between DDP's buffer broadcasts,
-and rank 0's are saved.
+parameters and buffers. `train.batch_size` is the global batch: each of the W ranks takes
+batch_size / W cubes of each batch of the shared permutation (`rank_batch`), so one epoch
+still covers the split once, in the same batches at any number of ranks. Rank 0 writes the run
+directory (under the run lock) and computes the duality gap; BatchNorm running statistics are
+per-rank between DDP's buffer broadcasts, and rank 0's are saved.
+
+World sizes: a checkpoint written at W ranks resumes at any W' dividing the batch, with the
+same batches of real cubes and the same effective batch. What differs is what is seeded per
+rank: each rank draws its latents and gradient-penalty interpolation weights from its own
+stream (seed, epoch, rank), so after a change of world size those draws differ from an
+uninterrupted run's (as they differ between two runs at different world sizes); and the
+statistics computed within a rank's share of the batch (BatchNorm batch statistics, the
+summary loss's per-bin means and spreads) are over batch_size / W cubes. The resumed run says
+so once and records `resumed_from_world_size` in metrics.jsonl.
 """
 from __future__ import annotations
 
@@ -193,12 +203,18 @@ def _open_splits(data, config: Config, dist: Distributed):
         train_split.close()
         raise TrainingError(f"{data}: cubes are {train_split.cube}^3 but the model takes "
                             f"{config.model.cube}^3 (preprocess with --cube {config.model.cube})")
-    steps = len(train_split) // dist.world // config.train.batch_size
+    batch = config.train.batch_size
+    if batch % dist.world:
+        train_split.close()
+        raise TrainingError(f"train.batch_size ({batch}) is the batch of all {dist.world} "
+                            f"processes together: it must be a multiple of {dist.world} (each "
+                            "process takes an equal share); choose another batch size or "
+                            "number of processes")
+    steps = len(train_split) // batch
     if steps < 1:
         train_split.close()
         raise TrainingError(f"{data}: the train split has {len(train_split)} cubes, fewer than "
-                            f"one batch of {config.train.batch_size} per process "
-                            f"({dist.world} processes)")
+                            f"one batch of {batch}")
     dc, dg_split = config.duality_gap, None
     if dc.enabled and dist.main:
         try:
@@ -299,9 +315,13 @@ def _restore(state: TrainState, ckpt: dict) -> int:
     state.generator_step, state.critic_step = ckpt["generator_step"], ckpt["critic_step"]
     state.elapsed0 = float(ckpt.get("elapsed", 0.0))
     state.summary_units = ckpt.get("summary_units")
-    if ckpt["world_size"] != state.dist.world:
-        raise TrainingError(f"the run was started with {ckpt['world_size']} processes; "
-                            f"resume it with the same number (got {state.dist.world})")
+    if ckpt["world_size"] != state.dist.world:   # see the module docstring
+        state.reporter.report("resumed_from_world_size", ckpt["world_size"])
+        if state.dist.main:
+            print(f"note: the checkpoint was written by {ckpt['world_size']} processes, this run "
+                  f"has {state.dist.world}: the same batches of "
+                  f"{state.config.train.batch_size} cubes, but the per-process random streams "
+                  "(latents, gradient-penalty weights) differ from here on")
     if state.dist.main:
         state.run.truncate_metrics(ckpt["metrics_offset"])
     return int(ckpt["epoch"])
@@ -349,14 +369,15 @@ def train_epoch(state: TrainState, split: Split, epoch: int, steps: int,
     if hasattr(split, "set_epoch"):   # crops of whole boxes: other ones every epoch
         split.set_epoch(epoch)
     shuffle = random_stream("cpu", tc.seed, epoch, 0, PURPOSE_SHUFFLE)
-    order = torch.randperm(len(split), generator=shuffle)[dist.rank::dist.world]
+    order = torch.randperm(len(split), generator=shuffle)
     rng = random_stream(state.device, tc.seed, epoch, dist.rank, PURPOSE_STEPS)
     use_summary = epoch < tc.summary_epochs and tc.lambda_summ > 0
     bar = Progress(steps, f"epoch {epoch + 1}/{tc.epochs}", enabled=dist.main and show_progress)
     state.critic.train()
     state.generator.train()
     for i in range(steps):
-        real = split.batch(order[i * tc.batch_size:(i + 1) * tc.batch_size]).to(state.device)
+        real = split.batch(rank_batch(order, i, tc.batch_size, dist.rank, dist.world))
+        real = real.to(state.device)
         critic_step(state, real, rng, epoch, i)
         if state.critic_step % tc.n_critic:
             bar.update(1)
@@ -367,6 +388,14 @@ def train_epoch(state: TrainState, split: Split, epoch: int, steps: int,
         latest = state.reporter.latest
         bar.update(1, f"W {latest.get('wasserstein', float('nan')):.3g} "
                       f"gp {latest.get('gp', float('nan')):.3g}")
+
+
+def rank_batch(order: torch.Tensor, i: int, batch: int, rank: int, world: int) -> torch.Tensor:
+    """The indices of rank `rank`'s share of batch i of the permutation `order`: its
+    batch / world consecutive entries of order[i * batch:(i + 1) * batch]."""
+    share = batch // world
+    start = i * batch + rank * share
+    return order[start:start + share]
 
 
 def critic_step(state: TrainState, real: torch.Tensor, rng: torch.Generator, epoch: int,
@@ -401,7 +430,8 @@ def generator_step(state: TrainState, rng: torch.Generator, use_summary: bool, e
     sync and no critic weight gradients), plus the summary loss while it is on."""
     t0 = time.perf_counter()
     cfg, report = state.config, state.reporter.report
-    z = state.generator.sample_latent(cfg.train.batch_size, generator=rng, device=state.device)
+    z = state.generator.sample_latent(cfg.train.batch_size // state.dist.world, generator=rng,
+                                      device=state.device)
     with state.autocast:
         fake = state.generator_ddp(z).float()
 
@@ -483,4 +513,4 @@ def _stop(state: TrainState, epoch: int, i: int, which: str):
 
 
 __all__ = ["TrainState", "TrainingError", "critic_step", "end_of_epoch", "generator_step",
-           "stream_seed", "train", "train_epoch"]
+           "rank_batch", "stream_seed", "train", "train_epoch"]
