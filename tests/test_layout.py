@@ -6,9 +6,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "lsswgan_core"
 # lower number = lower layer; a module may import its own layer and those below
-LAYERS = {"config": 0, "files": 0, "resources": 0, "progress": 0, "_version": 0, "_ext": 0, "_C": 0,
-          "ops": 1, "io": 1, "stats": 1, "sim": 1, "data": 1, "gan": 2, "evaluation": 3}
-LEAVES = ("config", "files", "resources", "progress")
+LAYERS = {"config": 0, "files": 0, "resources": 0, "progress": 0, "ranks": 0, "_version": 0,
+          "_ext": 0, "_C": 0, "ops": 1, "io": 1, "stats": 1, "sim": 1, "data": 1, "gan": 2, "evaluation": 3}
+LEAVES = ("config", "files", "resources", "progress", "ranks")
 
 
 def _top(module: str) -> str:
@@ -65,5 +65,5 @@ def test_the_leaves_import_without_torch_or_the_build():
 
     code = ("import sys; sys.modules['lsswgan_core._C'] = None; "
             "import lsswgan_core.config, lsswgan_core.files, lsswgan_core.resources, "
-            "lsswgan_core.progress; assert 'torch' not in sys.modules")
+            "lsswgan_core.progress, lsswgan_core.ranks; assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
