@@ -272,3 +272,12 @@ def torch_equal(a: dict, b: dict):
     import torch
 
     return [torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point()]
+
+
+def test_the_ranks_cube_rows_cover_the_cubes_once():
+    from lsswgan_core.gan.sample import _count, cube_rows
+
+    for n, batch, world in ((10, 4, 2), (1, 4, 3), (17, 5, 4), (8, 8, 1)):
+        rows = [cube_rows(n, batch, r, world) for r in range(world)]
+        assert sorted(np.concatenate(rows).tolist()) == list(range(n))
+        assert [len(x) for x in rows] == [_count(n, batch, r, world) for r in range(world)]

@@ -79,8 +79,8 @@ def generate(checkpoint, n: int, *, batch: int | None = None, physical: bool = F
     batch = batch or cfg.train.batch_size
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
-    rows = cube_rows(n, batch, rank, world)
-    check_memory(len(rows), cfg.model.cube)
+    count = _count(n, batch, rank, world)
+    check_memory(count, cfg.model.cube)
     # the generator's widest activations hold about 16 floats per output cell
     require_memory(batch * cfg.model.cube**3 * 4 * 16, f"--batch {batch}: the generator's "
                    f"activations for {batch} cubes", "choose a smaller --batch")
@@ -97,8 +97,8 @@ def generate(checkpoint, n: int, *, batch: int | None = None, physical: bool = F
                             torch.Generator(device=device).manual_seed(int(seed) + 1), device)
     else:
         generator.train(not boxes)
-    out = np.empty((len(rows),) + (cfg.model.cube,) * 3, dtype=np.float32)
-    bar = Progress(len(rows), "sample", enabled=show_progress)
+    out = np.empty((count,) + (cfg.model.cube,) * 3, dtype=np.float32)
+    bar = Progress(count, "sample", enabled=show_progress)
     row = 0
     with torch.no_grad():
         for k in range(rank, -(-n // batch), world):
@@ -112,7 +112,7 @@ def generate(checkpoint, n: int, *, batch: int | None = None, physical: bool = F
             bar.update(cubes.shape[0])
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    rate = len(rows) / (time.perf_counter() - t0)
+    rate = count / (time.perf_counter() - t0)
     meta = {**{k: v for k, v in attrs.items() if not isinstance(v, (list, dict))},
             "physical": physical, "values": "rho/rhobar" if physical else "transformed, [0, 1]",
             "checkpoint_epoch": int(ckpt["epoch"]), "sample_seed": int(seed),
@@ -126,6 +126,13 @@ def cube_rows(n: int, batch: int, rank: int = 0, world: int = 1) -> np.ndarray:
     draws: the batches k with k % world == rank."""
     index = np.arange(n)
     return index[(index // batch) % world == rank]
+
+
+def _count(n: int, batch: int, rank: int, world: int) -> int:
+    """len(cube_rows(n, batch, rank, world)), without listing them."""
+    batches = -(-n // batch)
+    count = len(range(rank, batches, world)) * batch
+    return count - (batches * batch - n if (batches - 1) % world == rank else 0)
 
 
 def _batch_seed(seed: int, k: int) -> int:
