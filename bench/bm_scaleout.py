@@ -37,7 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from _common import write_json  # noqa: E402
+from _common import _fmt, write_json  # noqa: E402
 
 # run by each rank: lsscore, with rank 0's assembly (preprocess._write) timed into a file
 RUNNER = """
@@ -185,12 +185,6 @@ def main(argv=None) -> dict:
     return {"rows": rows}
 
 
-def _fmt(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
-    return str(v)
 
 
 if __name__ == "__main__":

@@ -363,6 +363,24 @@ inline SlabGroups make_slab_groups(int64_t n, int64_t span) {
   return sg;
 }
 
+// The counting sort's offsets: counts[t * groups + grp] (part t's entries in group grp) becomes
+// part t's first place in group grp, the groups in order and the parts in order within a group
+// (so every group lists its entries in particle order); group_start[grp] is where group grp
+// begins, group_start[groups] the total.
+inline void group_offsets(std::vector<int64_t>& counts, int64_t parts, int64_t groups,
+                          std::vector<int64_t>* group_start) {
+  int64_t acc = 0;
+  for (int64_t grp = 0; grp < groups; ++grp) {
+    (*group_start)[grp] = acc;
+    for (int64_t t = 0; t < parts; ++t) {
+      const int64_t c = counts[t * groups + grp];
+      counts[t * groups + grp] = acc;
+      acc += c;
+    }
+  }
+  (*group_start)[groups] = acc;
+}
+
 // Contiguous runs of groups, one per part, with about equal numbers of entries:
 // runs[0] = 0 <= ... <= runs[parts] = groups.
 inline std::vector<int64_t> balanced_runs(const std::vector<int64_t>& group_start,
@@ -417,17 +435,7 @@ void paint_sorted(const scalar_t* pos, const scalar_t* wts, int64_t num, scalar_
         }
       }
     });
-    // each part's place in each group: groups in order, parts in order within a group
-    int64_t acc = 0;
-    for (int64_t grp = 0; grp < groups; ++grp) {
-      group_start[grp] = acc;
-      for (int64_t t = 0; t < parts; ++t) {
-        const int64_t c = counts[t * groups + grp];
-        counts[t * groups + grp] = acc;
-        acc += c;
-      }
-    }
-    group_start[groups] = acc;
+    group_offsets(counts, parts, groups, &group_start);
     // 2. the records, in place
     at::parallel_for(0, parts, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
@@ -690,16 +698,7 @@ void paint_ngp_sorted(const scalar_t* pos, const scalar_t* wts, int64_t num, sca
         }
       }
     });
-    int64_t acc = 0;
-    for (int64_t grp = 0; grp < groups; ++grp) {
-      group_start[grp] = acc;
-      for (int64_t t = 0; t < parts; ++t) {
-        const int64_t c = counts[t * groups + grp];
-        counts[t * groups + grp] = acc;
-        acc += c;
-      }
-    }
-    group_start[groups] = acc;
+    group_offsets(counts, parts, groups, &group_start);
     // 2. the cells (and weights) in place
     at::parallel_for(0, parts, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
