@@ -1,6 +1,5 @@
 """The whole-box generator: translation equivariance on the stride's lattice, tiles equal to
 the whole box, any box size from the same weights, its large-scale input's spectrum."""
-import itertools
 import math
 
 import numpy as np

@@ -4,7 +4,6 @@ different inputs stopped with one message), sample (the same cubes and boxes), a
 (a checkpoint resumed at another world size, the same effective batch)."""
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
