@@ -222,7 +222,7 @@ def test_box_run_trains_resumes_bit_exactly_and_samples_boxes(box_dataset, tmp_p
         {p.name for p in (tmp_path / "report").glob("*.png")}
     saved = __import__("json").loads((tmp_path / "report" / "metrics.json").read_text())
     assert saved["boxes"]["size_independence"].keys() == {"128"}
-    assert (tmp_path / "report" / "box_large.png").is_file()   # 128^3, made in 64^3 tiles
+    assert (tmp_path / "report" / "box_large.png").is_file()   # the 128^3 box
     block = saved["boxes"]["size_independence"]["128"]
     assert len(block["inside_band"]) == block["bins"] == 31   # edges at 1..32 k_F of 64^3
     assert block["bins_inside"] == sum(block["inside_band"])

@@ -217,7 +217,7 @@ def write_boxes(checkpoint, path, n_cells: int, count: int = 1, *, tile: int | N
     attributes written (box and cell size in Mpc/h, seed, tile, transform, ...)."""
     device = choose_device(device)
     generator, ckpt, attrs, tile = _box_generator(checkpoint, n_cells, count, tile, device)
-    stride, halo = generator.stride, generator.halo
+    halo = generator.halo
     boxes = list(range(count)) if boxes is None else list(boxes)
     transform = Transform.from_attrs(attrs)
     cell = float(generator.cell_size)

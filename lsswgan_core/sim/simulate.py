@@ -130,18 +130,20 @@ def lpt_density(delta: torch.Tensor, box: float, cosmology: Cosmology | None = N
     return (rho / rho.mean()).clamp_(min=0.0)
 
 
-def _forces(positions: torch.Tensor, mesh: int, box: float, a: float, cosmo: Cosmology):
-    """F = -grad Phi at the particles: CIC paint, FFT Poisson solve, CIC readout."""
+def _forces(positions: torch.Tensor, mesh: int, box: float, a: float, cosmo: Cosmology,
+            kvectors=None):
+    """F = -grad Phi at the particles: CIC paint, FFT Poisson solve, CIC readout, in the
+    positions' dtype. kvectors: `_kvectors(mesh, box)` in that dtype, if already made."""
     rho = ops.paint(positions, mesh, box, scheme="cic")
     delta = rho / rho.mean() - 1
-    kx, ky, kz, k2 = _kvectors(mesh, box)
-    pot_k = -1.5 * cosmo.omega_m * torch.fft.rfftn(delta) / (a * k2)
+    kx, ky, kz, k2 = kvectors or (v.to(positions.dtype) for v in _kvectors(mesh, box))
+    pot_k = torch.fft.rfftn(delta) / ((a / (-1.5 * cosmo.omega_m)) * k2)
     pot_k[0, 0, 0] = 0
-    force = []
-    for k in (kx, ky, kz):
-        grid = torch.fft.irfftn(-1j * k * pot_k, s=(mesh,) * 3).contiguous()
-        force.append(ops.readout(grid, positions, box, scheme="cic"))
-    return torch.stack(force, dim=-1)
+    force = torch.empty(positions.shape, dtype=positions.dtype)
+    for i, k in enumerate((kx, ky, kz)):
+        grid = torch.fft.irfftn(pot_k * (-1j * k), s=(mesh,) * 3).contiguous()
+        force[:, i] = ops.readout(grid, positions, box, scheme="cic")
+    return force
 
 
 MAX_BOX = 1e6   # Mpc/h
@@ -201,11 +203,14 @@ def run_simulation(particles: int, box: float, seed: int, pm_steps: int = 10,
     pos = q + d1(a) * psi1 + d2_factor(a) * psi2
     e = float(cosmo.efunc(a))
     mom = a**3 * e * (dd1(a) * psi1 + 2 * d2_factor(a) / d1(a) * dd1(a) * psi2)
-    pos = torch.as_tensor(pos.reshape(-1, 3))
-    mom = torch.as_tensor(mom.reshape(-1, 3))
+    # the particle-mesh steps in float32, the precision of the snapshot's own positions
+    # (1.5e-5 Mpc/h in a 256 Mpc/h box): about twice as fast as float64
+    pos = torch.as_tensor(pos.reshape(-1, 3), dtype=torch.float32)
+    mom = torch.as_tensor(mom.reshape(-1, 3), dtype=torch.float32)
     mesh = mesh_factor * n
+    kvec = tuple(v.float() for v in _kvectors(mesh, box))
     steps = np.linspace(a_init, a_final, pm_steps + 1)
-    force = _forces(torch.remainder(pos, box), mesh, box, a, cosmo)
+    force = _forces(torch.remainder(pos, box), mesh, box, a, cosmo, kvec)
     for a0, a1 in zip(steps[:-1], steps[1:]):
         ac = 0.5 * (a0 + a1)
         # kick a0 -> ac with the force at a0; psi = F a / (1.5 Omega_m D) in linear theory
@@ -213,11 +218,12 @@ def run_simulation(particles: int, box: float, seed: int, pm_steps: int = 10,
         # drift a0 -> a1 with the momentum at ac
         pos += mom * ((d1(a1) - d1(a0)) / gp(ac))
         pos = torch.remainder(pos, box)
-        force = _forces(pos, mesh, box, a1, cosmo)
+        force = _forces(pos, mesh, box, a1, cosmo, kvec)
         # kick ac -> a1 with the force at a1
         mom += force * (a1 / (1.5 * cosmo.omega_m * d1(a1))) * (gp(a1) - gp(ac))
         if progress is not None:
             progress.update(1)
+    pos = torch.where(pos >= box, pos - box, pos)   # remainder(-tiny, L) rounds to L
     return SimulationResult(pos.numpy(), mom.numpy(), delta, a_final)
 
 
