@@ -247,7 +247,7 @@ def box_slices(real: np.ndarray, fake: np.ndarray, baseline: np.ndarray, box_siz
     mid, thick = real.shape[-1] // 2, 4
     images = [(real, "real (held out)"), (fake, "generated"),
               (np.roll(fake, (fake.shape[0] // 2, fake.shape[1] // 2), (0, 1)),
-               "generated, rolled by half a box (its wrap faces cross the middle)"),
+               "generated, rolled by half a box\n(its wrap faces cross the middle)"),
               (baseline, "remapped Gaussian (the baseline)")]
     images = [(np.log10(1 + x[mid:mid + thick].mean(0)), t) for x, t in images]
     vmax = max(img.max() for img, _ in images)
@@ -278,7 +278,9 @@ def large_box_slice(x: np.ndarray, cell: float, real_box: float, tile: int | Non
         ax.axhline(v, color="w", lw=0.5, ls=":", alpha=0.5)
     ax.set_title(f"one generated box of {n}$^3$ cells ({side:g} Mpc/$h$), from the weights that "
                  f"make the {real_box:g} Mpc/$h$ boxes" + (f"; computed in {tile}$^3$ tiles"
-                                                           if tile else ""), fontsize=9)
+                                                           if tile else "")
+                 + f"\ndotted: multiples of {real_box:g} Mpc/$h$, the side of the training boxes",
+                 fontsize=9)
     ax.set_xlabel("Mpc/h")
     fig.colorbar(im, ax=ax, shrink=0.8, label=r"$\log_{10}(1 + \rho/\bar\rho)$")
     return _save(fig, path)
