@@ -1,6 +1,9 @@
 """Shared fixtures: the devices the kernels can run on, and seeded random generators."""
+import hashlib
+import importlib.util
 import os
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,11 +11,24 @@ import torch
 
 import lsswgan_core
 
+
+def _ops_digest() -> str:
+    """A digest of the compiled ops and their Python registrations (fake and autograd), read
+    without importing them: importing the ops fixes inductor's cache directory."""
+    h = hashlib.sha1(Path(importlib.util.find_spec("lsswgan_core._C").origin).read_bytes())
+    for source in sorted((Path(lsswgan_core.__file__).parent / "ops").glob("*.py")):
+        h.update(source.read_bytes())
+    return h.hexdigest()[:12]
+
+
 # torch.compile caches its generated C++ kernels on disk, keyed without the CPU capability:
 # under ATEN_CPU_CAPABILITY=default it then finds AVX2 kernels of an earlier run, which do not
-# compile without AVX2. One cache per capability (not set if the caller chose a cache).
+# compile without AVX2. Its AOT autograd cache keys a graph by the forward alone, so after a
+# change to a custom op's backward or schema it would replay the backward compiled before. One
+# cache per capability and build of the ops (not set if the caller chose a cache).
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(
-    tempfile.gettempdir(), f"lsscore-inductor-{torch.backends.cpu.get_cpu_capability().lower()}"))
+    tempfile.gettempdir(),
+    f"lsscore-inductor-{torch.backends.cpu.get_cpu_capability().lower()}-{_ops_digest()}"))
 
 DEVICES = ["cpu"]
 if torch.cuda.is_available() and lsswgan_core.build_info()["cuda_kernels"]:
