@@ -13,10 +13,16 @@ import lsswgan_core
 
 
 def _ops_digest() -> str:
-    """A digest of the compiled ops and their Python registrations (fake and autograd), read
-    without importing them: importing the ops fixes inductor's cache directory."""
-    h = hashlib.sha1(Path(importlib.util.find_spec("lsswgan_core._C").origin).read_bytes())
-    for source in sorted((Path(lsswgan_core.__file__).parent / "ops").glob("*.py")):
+    """A digest of the ops' sources (csrc/, beside the package in a checkout; else the built
+    _C) and their Python registrations (fake and autograd), read without importing them:
+    importing the ops fixes inductor's cache directory. Sources rather than _C's bytes, which
+    carry the checkout's path: a fresh clone keeps the cache of the same code."""
+    package = Path(lsswgan_core.__file__).parent
+    csrc = package.parent / "csrc"
+    files = sorted(p for p in csrc.rglob("*") if p.is_file()) if csrc.is_dir() else \
+        [Path(importlib.util.find_spec("lsswgan_core._C").origin)]
+    h = hashlib.sha1()
+    for source in files + sorted((package / "ops").glob("*.py")):
         h.update(source.read_bytes())
     return h.hexdigest()[:12]
 
