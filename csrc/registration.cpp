@@ -36,11 +36,12 @@ TORCH_LIBRARY(lsscore, m) {
   m.def("bin_power_backward(Tensor grad, Tensor spectrum, Tensor index, Tensor? weight) -> Tensor");
 
   // soft_histogram: values (..., M), weights (..., M) or None -> (..., nbins), triangle kernel
-  // on [lo, hi]; the backward returns (grad_values, grad_weights).
+  // on [lo, hi]; the backward returns (grad_values, grad_weights), each only where output_mask
+  // asks for it (an empty tensor otherwise).
   m.def("soft_histogram(Tensor values, Tensor? weights, float lo, float hi, int nbins) -> Tensor");
   m.def(
       "soft_histogram_backward(Tensor grad, Tensor values, Tensor? weights, float lo, float hi, "
-      "int nbins) -> (Tensor, Tensor)");
+      "int nbins, bool[2] output_mask) -> (Tensor, Tensor)");
 }
 
 PYBIND11_MODULE(_C, m) {

@@ -50,8 +50,9 @@ LSS_HD inline bool soft_bin(double v, const SoftBins& h, SoftBin* b) {
   return true;
 }
 
-// The backward of value i (see the top of the file; weights may be null); leaves the outputs alone for a value
-// the histogram leaves out (the caller zero-fills them).
+// The backward of value i (see the top of the file; weights may be null); either output may be
+// null (not asked for). Leaves the outputs alone for a value the histogram leaves out (the
+// caller zero-fills them).
 template <typename scalar_t>
 LSS_HD inline void soft_bin_backward(double value, const scalar_t* weights, int64_t i,
                                      const scalar_t* grad_row, const SoftBins& h,
@@ -60,9 +61,10 @@ LSS_HD inline void soft_bin_backward(double value, const scalar_t* weights, int6
   if (!soft_bin(value, h, &b)) return;
   const double g0 = static_cast<double>(grad_row[b.j0]);
   const double g1 = static_cast<double>(grad_row[b.j1]);
-  const double weight = weight_or_one(weights, i);
-  *grad_value = static_cast<scalar_t>(weight * b.slope * (g1 - g0));
-  *grad_weight = static_cast<scalar_t>(b.w0 * g0 + b.w1 * g1);
+  if (grad_value != nullptr) {
+    *grad_value = static_cast<scalar_t>(weight_or_one(weights, i) * b.slope * (g1 - g0));
+  }
+  if (grad_weight != nullptr) *grad_weight = static_cast<scalar_t>(b.w0 * g0 + b.w1 * g1);
 }
 
 }  // namespace lss

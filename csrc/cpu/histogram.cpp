@@ -3,20 +3,25 @@
 // order (csrc/cpu/reduce.h): parallel, and the same result for any number of threads.
 // Within a chunk, values go round-robin into kLanes sub-histograms: consecutive values often
 // hit the same bin, and one histogram would chain every update on the previous one through
-// memory. Values are taken a block at a time: first their bins, shares and in-range flags in
-// a loop without branches (float32 arithmetic for float32 values where that is accurate, see
-// block_bins_ok, so it vectorises; the range test is exact against the float64 lo and hi),
-// then the scatter. The backward goes by the
-// same blocks, row by row (no division per value).
+// memory. Values are taken a block at a time: first, in a loop without branches that
+// vectorises, each value's pair of bins and the two amounts it adds to them (the bins in
+// float32 arithmetic for float32 values where that is accurate, see block_bins_ok; the range
+// test exact against the float64 lo and hi; the shares in float64), then the scatter, the only
+// part left to do one value at a time.
+// The backward goes by the same blocks, row by row. A value's gradient depends on its pair of
+// bins alone (its weight times (g[j + 1] - g[j]) / D), so a table of those per row makes it one
+// load per value; the weights' gradient is computed only when asked for (output_mask).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "../common/histogram.h"
@@ -70,24 +75,26 @@ inline BlockBins<T> make_block_bins(const SoftBins& h) {
                       static_cast<double>(h.nbins - 1)};
 }
 
-// For each value of a block (nbins >= 2): its pair of bins (j, j + 1), whether it is in
-// [lo, hi] (0 or 1) and whether it lies strictly between the first and last centres (where the
-// shares have a slope). The edges: s <= 0 gives j = 0 (all to bin 0), s >= nbins - 1 gives
-// j = nbins - 2 (all to the last bin, see share_of). NaN is out of range.
+// A value's position s = (x - lo) / D - 1/2 in bin units, in T's arithmetic.
 template <typename T>
-inline void block_bins(const T* v, int64_t len, const BlockBins<T>& b, int32_t* j, T* inside,
-                       T* interior) {
-  for (int64_t k = 0; k < len; ++k) {
-    const T x = v[k];
-    const T s = (x - b.lo) * b.inv - T(0.5);
-    // in this order a NaN s becomes 0 (std::max returns its first argument unless the second
-    // is greater), so every j indexes the row, even for values left out
-    const T clamped = std::min(b.top, std::max(T(0), s));
-    const int32_t i = std::min(static_cast<int32_t>(clamped), b.last);
-    j[k] = i;
-    inside[k] = static_cast<T>((x >= b.lo) & (x <= b.hi));
-    interior[k] = static_cast<T>((s > T(0)) & (s < b.top));
-  }
+inline T position(T x, const BlockBins<T>& b) {
+  return (x - b.lo) * b.inv - T(0.5);
+}
+
+// The first bin j of the pair (j, j + 1) a value at position s falls between (nbins >= 2). The
+// edges: s <= 0 gives j = 0 (all to bin 0), s >= nbins - 1 gives j = nbins - 2 (all to the last
+// bin, see share_of). In this order a NaN s becomes 0 (std::max returns its first argument
+// unless the second is greater), so every j indexes the row, even for values left out.
+template <typename T>
+inline int32_t pair_of(T s, const BlockBins<T>& b) {
+  const T clamped = std::min(b.top, std::max(T(0), s));
+  return std::min(static_cast<int32_t>(clamped), b.last);
+}
+
+// Whether a value is in [lo, hi]; false for NaN.
+template <typename T>
+inline bool in_range(T x, const BlockBins<T>& b) {
+  return (x >= b.lo) & (x <= b.hi);
 }
 
 // The share of bin j + 1, in float64 from the value itself (the block's float32 pass only
@@ -98,6 +105,71 @@ inline double share_of(T x, int32_t j, const BlockBins<T>& b) {
   const double s = std::min(b.top_d, std::max(0.0, (static_cast<double>(x) - b.lo_d) *
                                                        b.inv_width - 0.5));
   return std::min(1.0, std::max(0.0, s - static_cast<double>(j)));
+}
+
+// The forward's pass over a block: for each value its pair j, j + 1 and what it adds to them,
+// a0 = weight (1 - f) and a1 = weight f (0 for a value outside [lo, hi]). Returns the number of
+// NaN values. Four loops because gcc (without -ffast-math) vectorises each of them and not
+// their fusion: the clamps of the share next to 1 - f become branches (the subtraction may
+// trap), and so does a bool cast to T where a select is written.
+template <typename T, bool kWeighted>
+inline int64_t block_amounts(const T* __restrict__ v, const T* __restrict__ w, int64_t len,
+                             const BlockBins<T>& b, int32_t* __restrict__ j,
+                             double* __restrict__ a0, double* __restrict__ a1) {
+  T inside[kBlock];
+  for (int64_t k = 0; k < len; ++k) {
+    const T x = v[k];
+    j[k] = pair_of(position(x, b), b);
+    inside[k] = in_range(x, b) ? T(1) : T(0);
+  }
+  using Count = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+  Count nans = 0;
+  for (int64_t k = 0; k < len; ++k) nans += v[k] != v[k] ? Count(1) : Count(0);
+  for (int64_t k = 0; k < len; ++k) a1[k] = share_of(v[k], j[k], b);
+  for (int64_t k = 0; k < len; ++k) {
+    // weights are finite (checked), so a value out of range adds exactly 0
+    const double weight =
+        static_cast<double>(inside[k]) * (kWeighted ? static_cast<double>(w[k]) : 1.0);
+    const double share = a1[k];
+    a0[k] = weight * (1.0 - share);
+    a1[k] = weight * share;
+  }
+  return nans;
+}
+
+// Adds a block's amounts into the lane histograms, value k into lane k % kLanes (unrolled, so
+// each lane's offset is a constant).
+inline void scatter_block(const int32_t* __restrict__ j, const double* __restrict__ a0,
+                          const double* __restrict__ a1, int64_t len, int64_t nbins,
+                          double* __restrict__ lanes) {
+  int64_t k = 0;
+  for (; k + kLanes <= len; k += kLanes) {
+    for (int64_t l = 0; l < kLanes; ++l) {
+      double* hist = lanes + l * nbins + j[k + l];
+      hist[0] += a0[k + l];
+      hist[1] += a1[k + l];
+    }
+  }
+  for (; k < len; ++k) {
+    double* hist = lanes + (k % kLanes) * nbins + j[k];
+    hist[0] += a0[k];
+    hist[1] += a1[k];
+  }
+}
+
+// The backward's pass over a block, for the gradient of the values: the entry of its row's
+// slope table each value reads, its pair j where it has a slope (strictly between the first
+// and last centres, so in [lo, hi]), the table's zero entry nbins - 1 elsewhere (the edges,
+// values outside [lo, hi], NaN).
+template <typename T>
+inline void block_slope_index(const T* __restrict__ v, int64_t len, const BlockBins<T>& b,
+                              int32_t* __restrict__ j) {
+  for (int64_t k = 0; k < len; ++k) {
+    const T x = v[k];
+    const T s = position(x, b);
+    const bool sloped = in_range(x, b) & (s > T(0)) & (s < b.top);
+    j[k] = sloped ? pair_of(s, b) : b.last + 1;
+  }
 }
 
 at::Tensor soft_histogram_cpu(const at::Tensor& values, const c10::optional<at::Tensor>& weights,
@@ -142,19 +214,13 @@ at::Tensor soft_histogram_cpu(const at::Tensor& values, const c10::optional<at::
           }
         } else {
           int32_t j[kBlock];
-          scalar_t inside[kBlock], interior[kBlock];
+          double a0[kBlock], a1[kBlock];
           for (int64_t b = begin; b < end; b += kBlock) {
             const int64_t len = std::min(kBlock, end - b);
-            block_bins(vp + b, len, bb, j, inside, interior);
-            for (int64_t k = 0; k < len; ++k) nans += vp[b + k] != vp[b + k];
-            for (int64_t k = 0; k < len; ++k) {
-              const int64_t m = b + k;
-              double* hist = lanes.data() + (m % kLanes) * nbins + j[k];
-              const double w = static_cast<double>(inside[k]) * weight_or_one(wp, m);
-              const double share = share_of(vp[m], j[k], bb);
-              hist[0] += w * (1.0 - share);
-              hist[1] += w * share;
-            }
+            nans += wp != nullptr
+                        ? block_amounts<scalar_t, true>(vp + b, wp + b, len, bb, j, a0, a1)
+                        : block_amounts<scalar_t, false>(vp + b, nullptr, len, bb, j, a0, a1);
+            scatter_block(j, a0, a1, len, nbins, lanes.data());
           }
         }
         double* hist = partial.data() + t * nbins;
@@ -173,56 +239,87 @@ at::Tensor soft_histogram_cpu(const at::Tensor& values, const c10::optional<at::
 
 std::tuple<at::Tensor, at::Tensor> soft_histogram_backward_cpu(
     const at::Tensor& grad, const at::Tensor& values, const c10::optional<at::Tensor>& weights,
-    double lo, double hi, int64_t nbins) {
+    double lo, double hi, int64_t nbins, std::array<bool, 2> output_mask) {
   check_soft_histogram_backward_args(grad, values, weights, lo, hi, nbins);
   const SoftBins hb = make_soft_bins(lo, hi, nbins);
   const int64_t length = values.size(-1);
   const at::Tensor v = values.contiguous();
   const at::Tensor g = grad.contiguous();
   const at::Tensor w = weights_or_undefined(weights);
-  // the block loop below writes every element; the float64 loop only those in range
   const bool blocks = v.scalar_type() == at::kFloat ? block_bins_ok<float>(hb)
                                                     : block_bins_ok<double>(hb);
-  at::Tensor grad_values = blocks ? at::empty_like(v) : at::zeros_like(v);
-  at::Tensor grad_weights = blocks ? at::empty_like(v) : at::zeros_like(v);
-  if (v.numel() == 0) return {grad_values, grad_weights};
+  // an output not asked for is empty; the block loops below write every element of the
+  // others, the float64 loop only those in range
+  const auto output = [&](bool wanted) {
+    return !wanted ? at::empty({0}, v.options()) : blocks ? at::empty_like(v) : at::zeros_like(v);
+  };
+  at::Tensor grad_values = output(output_mask[0]);
+  at::Tensor grad_weights = output(output_mask[1]);
+  if (v.numel() == 0 || !(output_mask[0] || output_mask[1])) return {grad_values, grad_weights};
   AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "soft_histogram_backward_cpu", [&] {
     const scalar_t* vp = v.data_ptr<scalar_t>();
     const scalar_t* wp = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
     const scalar_t* gp = g.data_ptr<scalar_t>();
-    scalar_t* gv = grad_values.data_ptr<scalar_t>();
-    scalar_t* gw = grad_weights.data_ptr<scalar_t>();
+    scalar_t* gv = output_mask[0] ? grad_values.data_ptr<scalar_t>() : nullptr;
+    scalar_t* gw = output_mask[1] ? grad_weights.data_ptr<scalar_t>() : nullptr;
     const int64_t rows = v.numel() / length;
-    if (!block_bins_ok<scalar_t>(hb)) {
+    if (!blocks) {
       at::parallel_for(0, v.numel(), 1 << 14, [&](int64_t m0, int64_t m1) {
         for (int64_t m = m0; m < m1; ++m) {
           soft_bin_backward(static_cast<double>(vp[m]), wp, m, gp + (m / length) * nbins, hb,
-                            gv + m, gw + m);
+                            gv != nullptr ? gv + m : nullptr, gw != nullptr ? gw + m : nullptr);
         }
       });
       return;
     }
     const BlockBins<scalar_t> bb = make_block_bins<scalar_t>(hb);
+    // The gradient of a value between centres j and j + 1 is its weight times
+    // slope[row, j] = (g[j + 1] - g[j]) / D, the same for all of them; slope[row, nbins - 1] = 0
+    // is where every value without a slope looks (block_slope_index).
+    std::vector<double> slope(gv != nullptr ? rows * nbins : 0);
+    if (gv != nullptr) {
+      at::parallel_for(0, rows, 1024, [&](int64_t r0, int64_t r1) {
+        for (int64_t row = r0; row < r1; ++row) {
+          const scalar_t* grow = gp + row * nbins;
+          double* srow = slope.data() + row * nbins;
+          for (int64_t j = 0; j + 1 < nbins; ++j) {
+            srow[j] = hb.inv_width *
+                      (static_cast<double>(grow[j + 1]) - static_cast<double>(grow[j]));
+          }
+          srow[nbins - 1] = 0.0;
+        }
+      });
+    }
     const int64_t blocks_per_row = (length + kBlock - 1) / kBlock;
     at::parallel_for(0, rows * blocks_per_row, 16, [&](int64_t t0, int64_t t1) {
       int32_t j[kBlock];
-      scalar_t inside[kBlock], interior[kBlock];
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t row = t / blocks_per_row, blk = t % blocks_per_row;
         const int64_t b = row * length + blk * kBlock;
         const int64_t len = std::min(kBlock, (row + 1) * length - b);
-        const scalar_t* grow = gp + row * nbins;
-        block_bins(vp + b, len, bb, j, inside, interior);
-        for (int64_t k = 0; k < len; ++k) {
-          const int64_t m = b + k;
-          const double g0 = static_cast<double>(grow[j[k]]);
-          const double g1 = static_cast<double>(grow[j[k] + 1]);
-          const double share = share_of(vp[m], j[k], bb);
-          const double weight = weight_or_one(wp, m);
-          const double slope = interior[k] != scalar_t(0) ? bb.inv_width : 0.0;
-          const bool in = inside[k] != scalar_t(0);
-          gv[m] = in ? static_cast<scalar_t>(weight * slope * (g1 - g0)) : scalar_t(0);
-          gw[m] = in ? static_cast<scalar_t>((1.0 - share) * g0 + share * g1) : scalar_t(0);
+        if (gv != nullptr) {
+          const double* srow = slope.data() + row * nbins;
+          block_slope_index(vp + b, len, bb, j);
+          if (wp == nullptr) {
+            for (int64_t k = 0; k < len; ++k) gv[b + k] = static_cast<scalar_t>(srow[j[k]]);
+          } else {
+            for (int64_t k = 0; k < len; ++k) {
+              gv[b + k] = static_cast<scalar_t>(static_cast<double>(wp[b + k]) * srow[j[k]]);
+            }
+          }
+        }
+        if (gw != nullptr) {
+          // d / d w = (1 - f) g[j] + f g[j + 1], with f in float64 as in the forward
+          const scalar_t* grow = gp + row * nbins;
+          for (int64_t k = 0; k < len; ++k) j[k] = pair_of(position(vp[b + k], bb), bb);
+          for (int64_t k = 0; k < len; ++k) {
+            const scalar_t x = vp[b + k];
+            const double share = share_of(x, j[k], bb);
+            const double g0 = static_cast<double>(grow[j[k]]);
+            const double g1 = static_cast<double>(grow[j[k] + 1]);
+            gw[b + k] = in_range(x, bb) ? static_cast<scalar_t>((1.0 - share) * g0 + share * g1)
+                                        : scalar_t(0);
+          }
         }
       }
     });

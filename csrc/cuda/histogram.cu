@@ -9,6 +9,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 #include <tuple>
 #include <vector>
 
@@ -53,7 +54,8 @@ __global__ void soft_histogram_backward_kernel(const scalar_t* __restrict__ grad
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= total) return;
   soft_bin_backward(static_cast<double>(values[i]), weights, i, grad + (i / length) * hb.nbins,
-                    hb, grad_values + i, grad_weights + i);
+                    hb, grad_values != nullptr ? grad_values + i : nullptr,
+                    grad_weights != nullptr ? grad_weights + i : nullptr);
 }
 
 at::Tensor soft_histogram_cuda(const at::Tensor& values, const c10::optional<at::Tensor>& weights,
@@ -87,16 +89,20 @@ at::Tensor soft_histogram_cuda(const at::Tensor& values, const c10::optional<at:
 
 std::tuple<at::Tensor, at::Tensor> soft_histogram_backward_cuda(
     const at::Tensor& grad, const at::Tensor& values, const c10::optional<at::Tensor>& weights,
-    double lo, double hi, int64_t nbins) {
+    double lo, double hi, int64_t nbins, std::array<bool, 2> output_mask) {
   check_soft_histogram_backward_args(grad, values, weights, lo, hi, nbins);
   const c10::cuda::CUDAGuard guard(values.device());
   const at::Tensor v = values.contiguous();
   const at::Tensor g = grad.contiguous();
   const at::Tensor w = weights_or_undefined(weights);
-  at::Tensor grad_values = at::zeros_like(v);
-  at::Tensor grad_weights = at::zeros_like(v);
+  // an output not asked for is empty
+  const auto output = [&](bool wanted) {
+    return wanted ? at::zeros_like(v) : at::empty({0}, v.options());
+  };
+  at::Tensor grad_values = output(output_mask[0]);
+  at::Tensor grad_weights = output(output_mask[1]);
   const int64_t total = v.numel();
-  if (total == 0) return {grad_values, grad_weights};
+  if (total == 0 || !(output_mask[0] || output_mask[1])) return {grad_values, grad_weights};
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "soft_histogram_backward_cuda", [&] {
     soft_histogram_backward_kernel<scalar_t><<<(total + kThreads - 1) / kThreads, kThreads, 0,
@@ -104,7 +110,8 @@ std::tuple<at::Tensor, at::Tensor> soft_histogram_backward_cuda(
         g.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(),
         w.defined() ? w.data_ptr<scalar_t>() : nullptr, total, v.size(-1),
         make_soft_bins(lo, hi, nbins),
-        grad_values.data_ptr<scalar_t>(), grad_weights.data_ptr<scalar_t>());
+        output_mask[0] ? grad_values.data_ptr<scalar_t>() : nullptr,
+        output_mask[1] ? grad_weights.data_ptr<scalar_t>() : nullptr);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {grad_values, grad_weights};

@@ -74,8 +74,9 @@ def _soft_histogram_fake(values, weights, lo, hi, nbins):
 
 
 @torch.library.register_fake("lsscore::soft_histogram_backward")
-def _soft_histogram_backward_fake(grad, values, weights, lo, hi, nbins):
-    return torch.empty_like(values), torch.empty_like(values)
+def _soft_histogram_backward_fake(grad, values, weights, lo, hi, nbins, output_mask):
+    return tuple(torch.empty_like(values) if wanted else values.new_empty(0)
+                 for wanted in output_mask)
 
 
 def _setup(ctx, inputs, output):
@@ -86,10 +87,11 @@ def _setup(ctx, inputs, output):
 
 def _backward(ctx, grad):
     values, weights = ctx.saved_tensors
+    # the weights' gradient is a second pass over the values: only when asked for
+    output_mask = [ctx.needs_input_grad[0], weights is not None and ctx.needs_input_grad[1]]
     grad_values, grad_weights = _ops.soft_histogram_backward(
-        grad.contiguous(), values, weights, ctx.lo, ctx.hi, ctx.nbins)
-    return (grad_values if ctx.needs_input_grad[0] else None,
-            grad_weights if weights is not None and ctx.needs_input_grad[1] else None,
+        grad, values, weights, ctx.lo, ctx.hi, ctx.nbins, output_mask)
+    return (grad_values if output_mask[0] else None, grad_weights if output_mask[1] else None,
             None, None, None)
 
 

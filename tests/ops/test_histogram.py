@@ -75,6 +75,97 @@ def test_gradient_matches_reference_autograd(rng):
     torch.testing.assert_close(values.grad, ref.grad)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_backward_output_mask(rng, device, dtype, weighted):
+    """The backward computes only the gradients asked for (an empty tensor for the others), and
+    each the same as when both are asked for; values out of range, on the edges, at +-inf and
+    NaN included."""
+    values = torch.tensor(rng.uniform(-0.3, 1.3, (3, 5000)), dtype=dtype, device=device)
+    values[0, :4] = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0])
+    weights = (torch.tensor(rng.uniform(0, 2, (3, 5000)), dtype=dtype, device=device)
+               if weighted else None)
+    grad = torch.tensor(rng.normal(size=(3, 9)), dtype=dtype, device=device)
+    backward = torch.ops.lsscore.soft_histogram_backward
+    both = backward(grad, values, weights, 0.0, 1.0, 9, [True, True])
+    for mask in ([True, False], [False, True], [False, False]):
+        got = backward(grad, values, weights, 0.0, 1.0, 9, mask)
+        for wanted, ours, full in zip(mask, got, both):
+            if wanted:
+                assert torch.equal(ours, full)
+            else:
+                assert ours.numel() == 0
+    assert torch.isfinite(both[0]).all() and (both[0][0, :4] == 0).all()
+
+
+def test_autograd_asks_only_for_needed_gradients(rng):
+    """Weights given but not trained (a mask, as in peak_histogram) get no gradient; values
+    not trained neither; what is computed agrees with the float64 reference's autograd."""
+    values = torch.tensor(rng.uniform(-0.2, 1.2, (2, 300)))
+    weights = torch.tensor(rng.uniform(0, 2, (2, 300)))
+    probe = torch.tensor(rng.normal(size=6))
+    for train_values, train_weights in ((True, False), (False, True), (True, True)):
+        v = values.clone().requires_grad_(train_values)
+        w = weights.clone().requires_grad_(train_weights)
+        (ops.soft_histogram(v, 0.0, 1.0, 6, weights=w) * probe).sum().backward()
+        rv = values.clone().requires_grad_(train_values)
+        rw = weights.clone().requires_grad_(train_weights)
+        (soft_histogram_reference(rv, 0.0, 1.0, 6, rw) * probe).sum().backward()
+        for ours, ref, trained in ((v, rv, train_values), (w, rw, train_weights)):
+            if trained:
+                torch.testing.assert_close(ours.grad, ref.grad)
+            else:
+                assert ours.grad is None
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_float32_gradient_matches_float64_reference(rng, weighted):
+    """The float32 backward (bins chosen in float32 arithmetic) against the float64 reference's
+    autograd on the same values, at the training shape's row length: equal to float32
+    precision except within float32's error of a bin centre, where the slope changes and
+    either side's is right."""
+    lo, hi, nbins = -0.1, 1.1, 64
+    values = torch.tensor(rng.uniform(-0.2, 1.2, (4, 32**3)), dtype=torch.float32)
+    weights = (torch.tensor(rng.uniform(0, 2, (4, 32**3)), dtype=torch.float32)
+               if weighted else None)
+    probe = torch.tensor(rng.normal(size=nbins), dtype=torch.float32)
+    v = values.clone().requires_grad_()
+    w = None if weights is None else weights.clone().requires_grad_()
+    (ops.soft_histogram(v, lo, hi, nbins, weights=w) * probe).sum().backward()
+    rv = values.double().requires_grad_()
+    rw = None if weights is None else weights.double().requires_grad_()
+    (soft_histogram_reference(rv, lo, hi, nbins, rw) * probe.double()).sum().backward()
+    s = (values.double() - lo) * nbins / (hi - lo) - 0.5
+    far = (s - s.round()).abs() > 1e-4
+    assert far.float().mean() > 0.99
+    torch.testing.assert_close(v.grad[far], rv.grad[far].float(), rtol=2e-6, atol=0)
+    if weighted:
+        torch.testing.assert_close(w.grad, rw.grad.float(), rtol=1e-5, atol=1e-6)
+
+
+def test_result_independent_of_thread_count(rng):
+    """Rows long enough for several chunks, and many short rows: the same bits at any thread
+    count, forward and backward."""
+    long = torch.tensor(rng.uniform(-0.1, 1.1, (2, 300_000)), dtype=torch.float32)
+    short = torch.tensor(rng.uniform(-0.1, 1.1, (3000, 100)), dtype=torch.float32)
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            out = []
+            for values in (long, short):
+                v = values.clone().requires_grad_()
+                hist = ops.soft_histogram(v, 0.0, 1.0, 64, weights=values.abs())
+                (hist * torch.arange(64.0)).sum().backward()
+                out += [hist, v.grad]
+            results.append(out)
+    finally:
+        torch.set_num_threads(before)
+    for other in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[0], other))
+
+
 @pytest.mark.parametrize("call,exc,match", [
     (lambda: ops.soft_histogram(torch.rand(10), 1.0, 1.0, 4), ValueError, "lo < hi"),
     (lambda: ops.soft_histogram(torch.rand(10), 2.0, 1.0, 4), ValueError, "lo < hi"),
@@ -103,7 +194,8 @@ def test_raw_ops_validate_too():
     with pytest.raises(RuntimeError, match="cannot be cut"):  # NaN bin positions otherwise
         lss.soft_histogram(torch.zeros(10), None, 0.0, 5e-324, 3)
     with pytest.raises(RuntimeError, match="grad must have shape"):
-        lss.soft_histogram_backward(torch.rand(2, 5), torch.rand(2, 10), None, 0.0, 1.0, 4)
+        lss.soft_histogram_backward(torch.rand(2, 5), torch.rand(2, 10), None, 0.0, 1.0, 4,
+                                    [True, False])
 
 
 # the exceptions the three ops document; any other, or one for an input the checks below call

@@ -49,10 +49,15 @@ def samples(device, dtype):
         "bin_power_backward": [(randn(3, 3), pairs, index, rand(6)),
                                (randn(3, 8), pairs, index, None)],
         "soft_histogram": [(rand(2, 30, scale=1.4, grad=True), rand(2, 30, grad=True), 0.2, 1.0, 7),
+                           (rand(2, 30, scale=1.4, grad=True), rand(2, 30), 0.2, 1.0, 7),
+                           (rand(2, 30, scale=1.4), rand(2, 30, grad=True), 0.2, 1.0, 7),
                            (rand(2, 30, scale=1.4, grad=True), None, -1.0, 1.0, 3),
                            (rand(4, 0), None, 0.0, 1.0, 5)],
-        "soft_histogram_backward": [(randn(2, 7), values, rand(2, 30), 0.2, 1.0, 7),
-                                    (randn(2, 3), values, None, -1.0, 1.0, 3)],
+        "soft_histogram_backward": [(randn(2, 7), values, rand(2, 30), 0.2, 1.0, 7, [True, True]),
+                                    (randn(2, 7), values, rand(2, 30), 0.2, 1.0, 7, [True, False]),
+                                    (randn(2, 7), values, rand(2, 30), 0.2, 1.0, 7, [False, True]),
+                                    (randn(2, 3), values, None, -1.0, 1.0, 3, [True, False]),
+                                    (randn(2, 3), values, None, -1.0, 1.0, 3, [False, False])],
     }
 
 
