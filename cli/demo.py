@@ -182,9 +182,12 @@ def box_summary(cfg, m: dict, splits: str, box_file, report) -> list[str]:
             f"{b['bispectrum_distance_baseline']:.3f}, peak histogram "
             f"{b['peak_distance_generated']:.3f} vs {b['peak_distance_baseline']:.3f}")
         lines.append("size independence (P(k) of one box per size in the common bins, inside "
-                     "the 2-sigma band; about 95 % expected by chance): " + ", ".join(
-                         f"{cells}^3 {v.get('bins_inside')}/{v.get('bins')}"
-                         for cells, v in b["size_independence"].items()))
+                     "the 2-sigma band of the generated / of the real boxes' spread; about 95 % "
+                     "expected by chance): " + ", ".join(
+                         f"{cells}^3 {v.get('bins_inside')}/{v.get('bins_inside_real_band')}"
+                         f"/{v.get('bins')}" for cells, v in b["size_independence"].items())
+                     + "; box-to-box spread of the small scales' P(k), generated / real "
+                     + _fmt(b.get("spread_ratio")))
     lines.append(f"a whole box: {box_file}; report: {report}/ (metrics.json, box_slices, "
                  "box_large, box_power, box_seams, fig6-fig8 PNGs)")
     return lines

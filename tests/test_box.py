@@ -226,6 +226,9 @@ def test_box_run_trains_resumes_bit_exactly_and_samples_boxes(box_dataset, tmp_p
     block = saved["boxes"]["size_independence"]["128"]
     assert len(block["inside_band"]) == block["bins"] == 31   # edges at 1..32 k_F of 64^3
     assert block["bins_inside"] == sum(block["inside_band"])
+    assert block["bins_inside_real_band"] == sum(block["inside_real_band"])
+    assert len(block["inside_real_band"]) == 31
+    assert saved["boxes"]["spread_ratio"] is None   # one real box: no box-to-box spread
     # the demo's summary reads this report
     from cli.demo import box_summary
 
@@ -233,7 +236,8 @@ def test_box_run_trains_resumes_bit_exactly_and_samples_boxes(box_dataset, tmp_p
                         tmp_path / "report")
     text = "\n".join(lines)
     for part in ("whole boxes (1 generated vs 1 held-out real, 64^3)", "tiled vs whole",
-                 "face wrap", "remapped-Gaussian baseline", "128^3 ", "/31", "time_limit"):
+                 "face wrap", "remapped-Gaussian baseline", "128^3 ", "/31", "time_limit",
+                 "generated / real "):
         assert part in text, (part, text)
 
 
