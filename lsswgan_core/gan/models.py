@@ -185,6 +185,7 @@ class BoxGenerator(nn.Module):
 
     stride = 4
     pool_boxes = 4   # training: crops' inputs are windows of this many input boxes (`sample_latent`)
+    filter_cap = 10.0   # `calibrate_input`: T(k) at most this many times its smallest value
 
     def __init__(self, width: float = 1.0, in_channels: int = 3, crop: int = 32,
                  source: str = "data"):
@@ -267,7 +268,7 @@ class BoxGenerator(nn.Module):
         box then starts with the data's P(k) in the generator's output space (a linear map of
         the 2LPT log density has too much power on large scales and too little on small ones:
         the nonlinear collapse it lacks). T is measured on a 128^3 calibration box, capped at
-        10 times its smallest value, held constant beyond the measured k."""
+        `filter_cap` (10) times its smallest value, held constant beyond the measured k."""
         k = torch.as_tensor(k, dtype=torch.float64).flatten()
         power = torch.as_tensor(power, dtype=torch.float64).flatten()
         if k.numel() < 2 or k.shape != power.shape or not bool((k > 0).all()) \
@@ -282,7 +283,7 @@ class BoxGenerator(nn.Module):
             raise ValueError("the target spectrum does not overlap the calibration box's k")
         kc, pc = kc[keep].double(), pc[keep].double()
         t = (_table_at(kc, k, power) / pc).sqrt()
-        t = t.clamp(max=10 * float(t.min()))
+        t = t.clamp(max=self.filter_cap * float(t.min()))
         self.filter_k, self.filter_t = kc.to(self.power_k.device), t.to(self.power_k.device)
         self._standardise()
 
