@@ -139,7 +139,7 @@ def _forces(positions: torch.Tensor, mesh: int, box: float, a: float, cosmo: Cos
     kx, ky, kz, k2 = kvectors or (v.to(positions.dtype) for v in _kvectors(mesh, box))
     pot_k = torch.fft.rfftn(delta) / ((a / (-1.5 * cosmo.omega_m)) * k2)
     pot_k[0, 0, 0] = 0
-    force = torch.empty(positions.shape, dtype=positions.dtype)
+    force = torch.empty_like(positions)
     for i, k in enumerate((kx, ky, kz)):
         grid = torch.fft.irfftn(pot_k * (-1j * k), s=(mesh,) * 3).contiguous()
         force[:, i] = ops.readout(grid, positions, box, scheme="cic")
